@@ -1,0 +1,215 @@
+"""Reverse-time samplers that expose every step as a Gaussian (Chapter 1, "Sampling").
+
+A reverse step from ``t`` to an earlier ``t' < t`` is the Gaussian
+
+    p(x_{t'} | x_t) = N( mu_t(x_t), sigma_t^2 I ),
+
+    mu_t = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma_t^2) eps_theta(x_t, t),
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t),
+    sigma_t = eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})
+
+(Song et al. 2021, DDIM eq. 12 and 16). With every step visited and ``eta = 1`` this is
+exactly DDPM's ancestral sampler with the posterior variance ``beta_tilde_t`` (Ho et al.
+2020, eq. 7); ``eta = 0`` is deterministic DDIM. The last step lands on ``t' = 0`` where
+``sigma = 0``: it is noise-free, so it can never be "controlled" at finite KL.
+
+Because each step is returned as a :class:`GaussianStep`, later chapters can add a control
+to the mean (``mean + sigma * a``) and compute the per-step KL ``|a|^2 / 2`` exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_labels, check_positive_float, check_positive_int, check_tensor
+from ..profiles import gaussian_noise
+from .schedules import NoiseSchedule
+
+__all__ = ["GaussianStep", "DiffusionSampler", "gaussian_kl", "model_device"]
+
+
+@dataclass
+class GaussianStep:
+    """One reverse step ``N(mean, std^2 I)`` from step ``t`` to ``t_prev``.
+
+    Attributes:
+        mean: ``(B, ...)`` the step mean ``mu_t(x_t)``.
+        std: the scalar step std ``sigma_t`` (0 for the final step or for DDIM with eta=0).
+        t, t_prev: the integer steps.
+        eps: the noise prediction used; ``x0_hat``: the implied clean estimate.
+    """
+
+    mean: torch.Tensor
+    std: float
+    t: int
+    t_prev: int
+    eps: torch.Tensor
+    x0_hat: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None, noise=None) -> torch.Tensor:
+        """Reparameterised draw ``x_{t'} = mean + std * z`` with ``z ~ N(0, I)``."""
+        if self.std == 0:
+            return self.mean
+        if noise is None:
+            noise = gaussian_noise(self.mean.shape, generator, self.mean.device, self.mean.dtype)
+        return self.mean + self.std * noise
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for an empty module)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, std: float) -> torch.Tensor:
+    """KL between two Gaussians with a shared isotropic std, summed over data dimensions.
+
+    ``KL(N(m_p, s^2 I) || N(m_q, s^2 I)) = |m_p - m_q|^2 / (2 s^2)``  (one value per row).
+    The KL is undefined at ``s = 0`` (the final, noise-free step), so that raises.
+
+    Introduced in: Chapter 3 (Control as reinforcement learning).
+    """
+    if mean_p.shape != mean_q.shape:
+        raise ValueError(f"mean_p and mean_q must have the same shape, got "
+                         f"{tuple(mean_p.shape)} and {tuple(mean_q.shape)}")
+    std = check_positive_float("std", std)
+    diff = (mean_p - mean_q).flatten(start_dim=1)
+    return diff.pow(2).sum(dim=1) / (2 * std**2)
+
+
+class DiffusionSampler:
+    """DDPM / DDIM(eta) sampler over ``num_steps`` evenly spaced steps of a schedule.
+
+    Args:
+        schedule: the :class:`NoiseSchedule` the network was trained with.
+        num_steps: number of reverse steps ``K`` (default: all ``T``, i.e. DDPM).
+        eta: DDIM's stochasticity; 1 gives the DDPM posterior variance, 0 is deterministic.
+        clip_x0: if set, clamp ``x0_hat`` to ``[-clip_x0, clip_x0]`` (images in [-1, 1]).
+
+    The visited steps are ``T = tau_K > ... > tau_1 > tau_0 = 0``; step ``i`` (``i = 0..K-1``)
+    goes from ``tau_{K-i}`` to ``tau_{K-i-1}``.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
+
+    def __init__(self, schedule: NoiseSchedule, num_steps: int | None = None, eta: float = 1.0,
+                 clip_x0: float | None = None):
+        if not isinstance(schedule, NoiseSchedule):
+            raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        K = schedule.T if num_steps is None else check_positive_int("num_steps", num_steps)
+        if K > schedule.T:
+            raise ValueError(f"num_steps must be <= T = {schedule.T}, got {K}")
+        self.schedule = schedule
+        self.eta = check_positive_float("eta", eta, allow_zero=True)
+        self.clip_x0 = None if clip_x0 is None else check_positive_float("clip_x0", clip_x0)
+        taus = torch.linspace(schedule.T, 0, K + 1, dtype=torch.float64).round().long()
+        self.timesteps = taus[:-1]          # t for step i
+        self.prev_timesteps = taus[1:]      # t' for step i
+        ab, abp = schedule.alpha_bar[self.timesteps], schedule.alpha_bar[self.prev_timesteps]
+        # DDIM eq. 16: sigma_t(eta)
+        self.sigmas = self.eta * ((1 - abp) / (1 - ab) * (1 - ab / abp)).clamp(min=0).sqrt()
+
+    @classmethod
+    def ddpm(cls, schedule: NoiseSchedule, clip_x0: float | None = None) -> DiffusionSampler:
+        """Ancestral DDPM sampling over all ``T`` steps (eta = 1)."""
+        return cls(schedule, None, 1.0, clip_x0)
+
+    @classmethod
+    def ddim(cls, schedule: NoiseSchedule, num_steps: int, eta: float = 0.0,
+             clip_x0: float | None = None) -> DiffusionSampler:
+        """DDIM over ``num_steps`` evenly spaced steps with stochasticity ``eta``."""
+        return cls(schedule, num_steps, eta, clip_x0)
+
+    @property
+    def num_steps(self) -> int:
+        """Number of reverse steps ``K``."""
+        return self.timesteps.numel()
+
+    def step_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, i: int) -> GaussianStep:
+        """The Gaussian of step ``i`` given a noise prediction ``eps`` (DDIM eq. 12)."""
+        t, tp = int(self.timesteps[i]), int(self.prev_timesteps[i])
+        ab, abp = self.schedule.alpha_bar[t], self.schedule.alpha_bar[tp]
+        sigma = float(self.sigmas[i])
+        x0_hat = (x_t - (1 - ab).sqrt().item() * eps) / ab.sqrt().item()
+        if self.clip_x0 is not None:
+            x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
+            eps = (x_t - ab.sqrt().item() * x0_hat) / (1 - ab).sqrt().item()
+        direction = float((1 - abp - sigma**2).clamp(min=0).sqrt())
+        mean = abp.sqrt().item() * x0_hat + direction * eps
+        return GaussianStep(mean=mean, std=sigma, t=t, t_prev=tp, eps=eps, x0_hat=x0_hat)
+
+    def step(self, model: torch.nn.Module, x_t: torch.Tensor, i: int, cond=None) -> GaussianStep:
+        """Evaluate ``model(x_t, t, cond)`` and return step ``i`` as a :class:`GaussianStep`."""
+        t = torch.full((x_t.shape[0],), int(self.timesteps[i]), dtype=torch.long,
+                       device=x_t.device)
+        return self.step_from_eps(x_t, model(x_t, t, cond), i)
+
+    def prepare_condition(self, model: torch.nn.Module, cond, n: int, device):
+        """Validate ``cond`` for ``model``: ``None`` means the unconditional (null) label."""
+        num = getattr(model, "num_conditions", 0)
+        if num == 0:
+            if cond is not None:
+                raise ValueError("cond must be None for an unconditional model")
+            return None
+        if cond is None:
+            return torch.full((n,), num, dtype=torch.long, device=device)  # null label
+        return check_labels("cond", cond, num, batch=n).to(device)
+
+    def sample(
+        self,
+        model: torch.nn.Module,
+        n: int,
+        cond=None,
+        *,
+        x_T: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        control: Callable[[torch.Tensor, GaussianStep], torch.Tensor] | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ):
+        """Draw ``n`` samples by running the reverse chain from ``x_T ~ N(0, I)``.
+
+        Args:
+            model: an epsilon-network ``model(x, t, cond)`` with attributes ``data_shape``
+                and ``num_conditions`` (see :mod:`ctrl_teach.diffusion.networks`).
+            n: number of samples.
+            cond: ``None``, an int or a long tensor ``(n,)`` of condition labels.
+            x_T: optional starting noise ``(n, *data_shape)``.
+            generator: a ``torch.Generator`` for reproducible noise.
+            control: optional ``control(x_t, step) -> a`` in units of the step's noise; the
+                step mean becomes ``mean + step.std * a`` (so the step's KL is ``|a|^2/2``).
+            return_trajectory: also return every state, a tensor ``(K + 1, n, *data_shape)``
+                from ``x_T`` to ``x_0``.
+            progress: show a tqdm bar.
+        Returns:
+            ``x_0`` of shape ``(n, *data_shape)``, or ``(x_0, trajectory)``.
+        """
+        n = check_positive_int("n", n)
+        device = model_device(model)
+        shape = (n, *model.data_shape)
+        if x_T is None:
+            x = gaussian_noise(shape, generator, device)
+        else:
+            x = check_tensor("x_T", x_T, shape=shape).to(device)
+        cond = self.prepare_condition(model, cond, n, device)
+        states = [x] if return_trajectory else None
+        steps = range(self.num_steps)
+        if progress:
+            from tqdm import tqdm
+            steps = tqdm(steps, desc="sampling", leave=False)
+        with torch.no_grad():
+            for i in steps:
+                step = self.step(model, x, i, cond)
+                if control is not None and step.std > 0:
+                    step.mean = step.mean + step.std * control(x, step)
+                x = step.sample(generator)
+                if return_trajectory:
+                    states.append(x)
+        return (x, torch.stack(states)) if return_trajectory else x
+
+    def __repr__(self) -> str:
+        return f"DiffusionSampler(T={self.schedule.T}, num_steps={self.num_steps}, eta={self.eta})"

@@ -1,0 +1,221 @@
+"""The shipped pre-trained models and the recipes that reproduce them (Chapter 1).
+
+Every model lives in ``ctrl_teach/pretrained/weights/NAME.pt`` + ``NAME.json``; nothing is
+downloaded. ``load_pretrained(name)`` rebuilds the network and its schedule from the JSON and
+loads the verified weights. ``retrain(name)`` reruns the seeded recipe and overwrites the
+files atomically (``make weights`` or ``python -m ctrl_teach.pretrained retrain all``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .._checks import check_choice
+from ..diffusion import (
+    DiffusionSampler,
+    EpsilonNetwork,
+    MLPDenoiser,
+    NoiseSchedule,
+    UNetDenoiser,
+    build_network,
+    train_denoiser,
+)
+from .checkpoints import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+
+__all__ = ["WEIGHTS_DIR", "PRETRAINED_NAMES", "PretrainedDiffusion", "load_pretrained",
+           "load_digit_oracle", "retrain", "describe"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How one shipped model is built, trained and evaluated."""
+
+    description: str
+    make_network: callable
+    make_schedule: callable
+    sampler: dict                      # DiffusionSampler keyword arguments
+    train: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+def _toy_data(name: str, n: int, seed: int):
+    from ..data import load_toy
+
+    return load_toy(name).sample_joint(n, generator=torch.Generator().manual_seed(seed))
+
+
+def _digit_data(seed: int):
+    from ..data import load_digit_images
+
+    return load_digit_images(split="all")
+
+
+_RECIPES = {
+    "toy-gmm": _Recipe(
+        description="2-D toy 'gmm' (c=0 ring of 8 Gaussians, c=1 3x3 grid); MLP, T=100 cosine",
+        make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
+        make_schedule=lambda: NoiseSchedule.cosine(100),
+        sampler=dict(num_steps=None, eta=1.0),
+        train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
+    ),
+    "toy-shapes": _Recipe(
+        description="2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, T=100 cosine",
+        make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
+        make_schedule=lambda: NoiseSchedule.cosine(100),
+        sampler=dict(num_steps=None, eta=1.0),
+        train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
+    ),
+    "digits": _Recipe(
+        description="sklearn 8x8 digits, c = digit class; U-Net, T=100 cosine",
+        make_network=lambda: UNetDenoiser(image_size=8, channels=1, num_timesteps=100,
+                                          num_conditions=10, base_channels=32,
+                                          channel_mults=(1, 2)),
+        make_schedule=lambda: NoiseSchedule.cosine(100),
+        sampler=dict(num_steps=None, eta=1.0, clip_x0=1.0),
+        train=dict(steps=6000, batch_size=128, lr=1e-3, ema_decay=0.999),
+    ),
+}
+
+PRETRAINED_NAMES = (*_RECIPES, "digit-oracle")
+
+
+@dataclass
+class PretrainedDiffusion:
+    """A loaded pre-trained diffusion model: network + schedule + its default sampler.
+
+    Attributes:
+        name, network, schedule, sampler, meta (the checkpoint's JSON).
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
+
+    name: str
+    network: EpsilonNetwork
+    schedule: NoiseSchedule
+    sampler: DiffusionSampler
+    meta: dict
+
+    def sample(self, n: int, cond=None, generator=None, **kwargs) -> torch.Tensor:
+        """``self.sampler.sample(self.network, n, cond, ...)``: draws from ``p_pre(x | c)``."""
+        return self.sampler.sample(self.network, n, cond, generator=generator, **kwargs)
+
+
+def _stem(name: str, weights_dir) -> Path:
+    return Path(weights_dir) / name
+
+
+def load_pretrained(name: str, device=None, weights_dir=WEIGHTS_DIR) -> PretrainedDiffusion:
+    """Load a shipped diffusion model by name (``"toy-gmm"``, ``"toy-shapes"``, ``"digits"``).
+
+    The weights are verified against the SHA-256 in their JSON and read with
+    ``torch.load(weights_only=True)``; the network is frozen (``requires_grad=False``) and in
+    eval mode. Never downloads anything.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
+    check_choice("name", name, tuple(_RECIPES))
+    stem = _stem(name, weights_dir)
+    meta = read_meta(stem)
+    try:
+        network = build_network(meta["network"])
+        schedule = NoiseSchedule.from_config(meta["schedule"])
+        sampler = DiffusionSampler(schedule, **meta["sampler"])
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{stem.with_suffix('.json')}: invalid description ({err})") from None
+    load_checkpoint(stem, network, meta, device)
+    network.eval().requires_grad_(False)
+    return PretrainedDiffusion(name, network, schedule, sampler, meta)
+
+
+def load_digit_oracle(device=None, weights_dir=WEIGHTS_DIR):
+    """Load the shipped digit classifier used only to *evaluate* generated digits.
+
+    Introduced in: Chapter 7 (CTRL on images).
+    """
+    from ..evaluation.digit_oracle import DigitOracle
+
+    stem = _stem("digit-oracle", weights_dir)
+    meta = read_meta(stem)
+    try:
+        model = DigitOracle(**{k: v for k, v in meta["network"].items() if k != "class"})
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{stem.with_suffix('.json')}: invalid description ({err})") from None
+    load_checkpoint(stem, model, meta, device)
+    return model.eval().requires_grad_(False)
+
+
+def describe(name: str, weights_dir=WEIGHTS_DIR) -> dict:
+    """The JSON description of a shipped model (recipe, metrics measured at training time)."""
+    check_choice("name", name, PRETRAINED_NAMES)
+    return read_meta(_stem(name, weights_dir))
+
+
+def _evaluate_toy(model: PretrainedDiffusion, toy_name: str, n: int = 2000) -> dict:
+    from ..data import load_toy
+    from ..evaluation import energy_distance
+
+    toy, gen = load_toy(toy_name), torch.Generator().manual_seed(1234)
+    out = {}
+    for c, cname in enumerate(toy.condition_names):
+        x = model.sample(n, c, generator=gen).cpu()
+        out[f"energy_distance_{cname}"] = energy_distance(x, toy.sample(n, c, generator=gen))
+    return out
+
+
+def _evaluate_digits(model: PretrainedDiffusion, per_class: int = 100) -> dict:
+    oracle = load_digit_oracle()
+    gen = torch.Generator().manual_seed(1234)
+    cond = torch.arange(10).repeat_interleave(per_class)
+    x = model.sample(len(cond), cond, generator=gen).cpu()
+    correct = (oracle.predict(x) == cond).float().reshape(10, per_class).mean(1)
+    return {"oracle_accuracy_per_class": [round(float(a), 4) for a in correct],
+            "oracle_accuracy_mean": float(correct.mean())}
+
+
+def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, steps: int | None = None,
+            progress: bool = True) -> dict:
+    """Rerun the seeded recipe for ``name``, save the checkpoint atomically, return its JSON.
+
+    ``steps`` overrides the number of training iterations (for quick reproducibility
+    tests). Retrain ``digit-oracle`` before ``digits``: the digits model is evaluated by it.
+    """
+    check_choice("name", name, PRETRAINED_NAMES)
+    start = time.perf_counter()
+    if name == "digit-oracle":
+        from ..evaluation.digit_oracle import train_digit_oracle
+
+        kwargs = {} if steps is None else {"epochs": steps}
+        model, acc = train_digit_oracle(seed=0, device=device or "cpu", progress=progress,
+                                        **kwargs)
+        meta = {"name": name, "network": model.config,
+                "description": "CNN digit classifier, trained on the train split only",
+                "metrics": {"held_out_accuracy": acc},
+                "training": {"seed": 0, **kwargs}}
+        save_checkpoint(_stem(name, weights_dir), model.cpu(), meta)
+        meta["training"]["seconds"] = time.perf_counter() - start
+        return meta
+
+    recipe = _RECIPES[name]
+    train_kwargs = dict(recipe.train, **({} if steps is None else {"steps": steps}))
+    network, schedule = recipe.make_network(), recipe.make_schedule()
+    x, c = _toy_data(name.removeprefix("toy-"), 40_000, recipe.seed) if name.startswith(
+        "toy-") else _digit_data(recipe.seed)
+    result = train_denoiser(network, schedule, x, c, seed=recipe.seed, device=device,
+                            progress=progress, **train_kwargs)
+    model = PretrainedDiffusion(name, result.model.eval(), schedule,
+                                DiffusionSampler(schedule, **recipe.sampler), {})
+    metrics = (_evaluate_toy(model, name.removeprefix("toy-")) if name.startswith("toy-")
+               else _evaluate_digits(model))
+    meta = {"name": name, "description": recipe.description, "network": network.config,
+            "schedule": schedule.to_config(), "sampler": recipe.sampler, "metrics": metrics,
+            "training": {"seed": recipe.seed, "seconds": round(result.seconds, 1),
+                         "final_loss": sum(result.losses[-100:]) / len(result.losses[-100:]),
+                         **train_kwargs}}
+    save_checkpoint(_stem(name, weights_dir), result.model.cpu(), meta)
+    return meta

@@ -1,0 +1,70 @@
+"""Run profiles and device selection (Preface: "How to run this book").
+
+Two profiles keep every chapter, test and benchmark valid on two kinds of machine:
+
+* ``quick``: a 2-core CPU (CI, a laptop). Small sample sizes and short training budgets.
+* ``full``: a GPU (Colab). The sizes quoted in the book's "full" runtime boxes.
+
+Select one with the environment variable ``CTRL_TEACH_PROFILE`` (``quick`` or ``full``).
+Without it the profile is ``full`` when CUDA is available and ``quick`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["profile", "pick", "default_device", "seed_everything", "gaussian_noise"]
+
+_PROFILES = ("quick", "full")
+
+
+def profile() -> str:
+    """Return the active profile name, ``"quick"`` or ``"full"``."""
+    name = os.environ.get("CTRL_TEACH_PROFILE", "").strip().lower()
+    if not name:
+        return "full" if torch.cuda.is_available() else "quick"
+    if name not in _PROFILES:
+        raise ValueError(f"CTRL_TEACH_PROFILE must be one of {list(_PROFILES)}, got {name!r}")
+    return name
+
+
+def pick(quick, full):
+    """Return ``quick`` or ``full`` according to :func:`profile` (e.g. a sample size)."""
+    return quick if profile() == "quick" else full
+
+
+def default_device(verbose: bool = False) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU."""
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        dev = torch.device("mps")
+    else:
+        dev = torch.device("cpu")
+    if verbose:
+        print(f"ctrl_teach: using device {dev} (profile {profile()})")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def gaussian_noise(shape, generator: torch.Generator | None = None, device=None,
+                   dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise of ``shape`` on ``device``, reproducible from ``generator``.
+
+    The noise is drawn on the generator's device and then moved, so a CPU generator gives
+    the same numbers whatever ``device`` is (CPU and GPU runs then share their seeds).
+    """
+    gen_device = generator.device if generator is not None else device
+    z = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
+    return z.to(device) if device is not None else z
