@@ -53,8 +53,9 @@ def test_size_16():
 
 
 def test_images_to_unit():
-    torch.testing.assert_close(images_to_unit(torch.tensor([-1.0, 0.0, 1.0])),
-                               torch.tensor([0.0, 0.5, 1.0]))
+    torch.testing.assert_close(
+        images_to_unit(torch.tensor([-1.0, 0.0, 1.0])), torch.tensor([0.0, 0.5, 1.0])
+    )
 
 
 def test_bad_arguments():

@@ -20,8 +20,9 @@ def _analytic_moments(gmm):
     """Mean sum_k w_k mu_k and covariance sum_k w_k (s_k^2 I + mu_k mu_k^T) - mu mu^T."""
     w, mu, s = gmm.weights.double(), gmm.means.double(), gmm.stds.double()
     mean = (w[:, None] * mu).sum(0)
-    second = sum(w[k] * (s[k] ** 2 * torch.eye(gmm.dim) + torch.outer(mu[k], mu[k]))
-                 for k in range(len(w)))
+    second = sum(
+        w[k] * (s[k] ** 2 * torch.eye(gmm.dim) + torch.outer(mu[k], mu[k])) for k in range(len(w))
+    )
     return mean, second - torch.outer(mean, mean)
 
 

@@ -158,8 +158,7 @@ class TrueScorer:
     size: int = 8
 
     def __post_init__(self):
-        self.edges = check_tensor("edges", torch.as_tensor(self.edges, dtype=torch.float32),
-                                  ndim=1)
+        self.edges = check_tensor("edges", torch.as_tensor(self.edges, dtype=torch.float32), ndim=1)
         if len(self.edges) > 1 and not (self.edges[1:] > self.edges[:-1]).all():
             raise ValueError("edges must be strictly increasing")
         if len(self.bucket_names) != len(self.edges) + 1:

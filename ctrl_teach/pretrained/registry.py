@@ -58,25 +58,25 @@ def _digit_data(seed: int):
 
 _RECIPES = {
     "toy-gmm": _Recipe(
-        description="2-D toy 'gmm' (c=0 ring of 8 Gaussians, c=1 3x3 grid); MLP, T=100 cosine",
+        description="2-D toy 'gmm' (c=0 ring of 8 Gaussians, c=1 3x3 grid); MLP, cosine T=100",
         make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
-        make_schedule=lambda: NoiseSchedule.cosine(100),
+        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0),
         train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
     ),
     "toy-shapes": _Recipe(
-        description="2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, T=100 cosine",
+        description="2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, cosine T=100",
         make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
-        make_schedule=lambda: NoiseSchedule.cosine(100),
+        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0),
         train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
     ),
     "digits": _Recipe(
-        description="sklearn 8x8 digits, c = digit class; U-Net, T=100 cosine",
+        description="sklearn 8x8 digits, c = digit class; U-Net, T=100 cosine (beta <= 0.8)",
         make_network=lambda: UNetDenoiser(image_size=8, channels=1, num_timesteps=100,
                                           num_conditions=10, base_channels=32,
                                           channel_mults=(1, 2)),
-        make_schedule=lambda: NoiseSchedule.cosine(100),
+        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0, clip_x0=1.0),
         train=dict(steps=6000, batch_size=128, lr=1e-3, ema_decay=0.999),
     ),
@@ -203,6 +203,7 @@ def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, steps: int | None =
 
     recipe = _RECIPES[name]
     train_kwargs = dict(recipe.train, **({} if steps is None else {"steps": steps}))
+    torch.manual_seed(recipe.seed)  # the initial weights are part of the recipe
     network, schedule = recipe.make_network(), recipe.make_schedule()
     x, c = _toy_data(name.removeprefix("toy-"), 40_000, recipe.seed) if name.startswith(
         "toy-") else _digit_data(recipe.seed)
