@@ -72,7 +72,7 @@ _RECIPES = {
         train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
     ),
     "digits": _Recipe(
-        description="sklearn 8x8 digits, c = digit class; U-Net, T=100 cosine (beta <= 0.8)",
+        description="sklearn 8x8 digits, c = digit class; U-Net, cosine T=100",
         make_network=lambda: UNetDenoiser(image_size=8, channels=1, num_timesteps=100,
                                           num_conditions=10, base_channels=32,
                                           channel_mults=(1, 2)),
