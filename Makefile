@@ -3,6 +3,7 @@
 #   make book     create .venv if needed, execute every chapter, build _build/html
 #   make test     same setup, then ruff, the unit tests and every notebook under nbval
 #   make weights  retrain the checkpoints shipped in ctrl_teach/pretrained/weights
+#   make notebooks  re-execute the chapters, keeping only the nbval-checked outputs
 #   make lint     ruff only
 #   make clean    remove _build
 #
@@ -42,12 +43,13 @@ NBVAL_FLAGS := --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=1200 -p no:cacheprovider --durations=10
 
-.PHONY: help venv book test test-unit test-notebooks lint weights clean
+.PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean
 
 help:
 	@echo "make book     execute every chapter and build _build/html/index.html"
 	@echo "make test     ruff + unit tests + every notebook under nbval"
 	@echo "make weights  retrain the shipped pre-trained checkpoints"
+	@echo "make notebooks  re-execute the chapters (quick), keep only checked outputs"
 	@echo "make lint     ruff only"
 	@echo "make clean    remove _build"
 	@echo "(CTRL_TEACH_PROFILE=$(CTRL_TEACH_PROFILE); set CTRL_TEACH_PROFILE=full for GPU sizes)"
@@ -73,10 +75,13 @@ test-notebooks: $(STAMP)
 	$(PY) -m pytest $(NBVAL_FLAGS) notebooks/
 
 lint: $(STAMP)
-	$(PY) -m ruff check ctrl_teach tests
+	$(PY) -m ruff check ctrl_teach tests tools
 
 weights: $(STAMP)
 	$(PY) -m ctrl_teach.pretrained retrain all
+
+notebooks: $(STAMP)
+	$(PY) tools/refresh_notebooks.py notebooks/*.ipynb
 
 clean:
 	rm -rf _build
