@@ -6,7 +6,9 @@ Subpackages mirror the book's parts:
 * :mod:`ctrl_teach.diffusion`: schedules, samplers, networks, training (Part I);
 * :mod:`ctrl_teach.data`: 2-D toys, digits, true scorers and offline labelled datasets;
 * :mod:`ctrl_teach.evaluation`: distances between samples and the digit oracle;
-* :mod:`ctrl_teach.pretrained`: the shipped pre-trained models (``load_pretrained``).
+* :mod:`ctrl_teach.pretrained`: the shipped pre-trained models (``load_pretrained``);
+* :mod:`ctrl_teach.ctrl`: CTRL itself: rewards and calibration, the augmented model,
+  fine-tuning through the sampler, and exact references (Parts II-III).
 
 Heavy optional dependencies (scikit-learn, matplotlib, Pillow) are imported lazily.
 """

@@ -1,0 +1,71 @@
+"""CTRL on the shipped 2-D toy reaches the exact soft-optimal target (Chapters 4-5).
+
+Pre-trained model: ``load_pretrained("toy-gmm")`` with a 20-step DDPM-type sampler (eta=1)
+that clips x0_hat to [-3, 3] (the unclipped shipped sampler produces rare |x| ~ 1000
+outliers, which wreck E[log p] for a probit reward). Reward: the known probit classifier
+p(y=1 | x) = Phi(x_1), K = 2, alpha = gamma = 1. The exact target p_pre(x | c) p(y | x) / Z is
+sampled by rejection from the same pre-trained sampler, and alpha log Z by Monte Carlo.
+"""
+
+import pytest
+import torch
+
+from ctrl_teach.ctrl import HeadAugmentedModel, ProbitClassifier, finetune, rollout, sample
+from ctrl_teach.ctrl.references import (
+    certificate_gap,
+    log_partition,
+    mean_confidence,
+    rejection_sample,
+)
+from ctrl_teach.diffusion import DiffusionSampler
+from ctrl_teach.evaluation import energy_distance
+from ctrl_teach.pretrained import load_pretrained
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    pre = load_pretrained("toy-gmm")
+    sampler = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0, clip_x0=3.0)
+    reward = ProbitClassifier([1.0, 0.0], 0.0, 1.0)
+    aug = HeadAugmentedModel(pre.network, sampler, num_labels=2)
+    hist = finetune(aug, reward, iterations=400, batch_size=128, lr=3e-3, seed=0)
+    return pre.network, sampler, reward, aug, hist
+
+
+@pytest.mark.parametrize("c", [0, 1])
+@pytest.mark.parametrize("y", [0, 1])
+def test_toy_matches_exact_target(trained, c, y):
+    net, sampler, reward, aug, hist = trained
+    g = torch.Generator().manual_seed(10 + 2 * c + y)
+    x_pre = sampler.sample(net, 20000, c, generator=g)
+    alz, alz_se = log_partition(x_pre, reward, y, c)
+    with torch.no_grad():
+        out = rollout(aug, reward, torch.full((4000,), c), torch.full((4000,), y), g)
+    gap, se = certificate_gap(alz, alz_se, out.J)
+    target = rejection_sample(x_pre, reward, y, c, generator=g)
+    x = sample(aug, 4000, c, y, generator=g)
+    ed = energy_distance(x, target, max_samples=2000, generator=g)
+    ed_nothing = energy_distance(x_pre[:4000], target, max_samples=2000, generator=g)
+    conf, conf_exact = mean_confidence(x, reward, y, c), mean_confidence(target, reward, y, c)
+    print(f"c={c} y={y}: gap {gap:.4f} +- {se:.4f}; ED {ed:.4f} (do nothing {ed_nothing:.4f})"
+          f"; confidence {conf:.3f} vs exact {conf_exact:.3f}")
+    assert gap > -3 * se                      # J <= alpha log Z up to noise
+    if c == 1:   # grid: converged within the 400-iteration budget
+        assert gap < 0.05 + 2 * se
+        assert ed < 0.01
+        assert abs(conf - conf_exact) < 0.03
+    else:
+        # ring (8 modes): both augmented variants plateau at a gap of ~0.10 nats and
+        # under-tilt the mode weights (confidence ~0.74 vs 0.79), also with 1000 iterations,
+        # 50 steps, or the exact mixture denoiser without clipping: an open finding.
+        assert gap < 0.15 + 2 * se
+        assert ed < 0.1 * ed_nothing
+        assert abs(conf - conf_exact) < 0.09
+
+
+def test_toy_history(trained):
+    *_, hist = trained
+    assert hist.kl[0] == 0.0 and len(hist.J) == 400
+    assert sum(hist.J[-20:]) / 20 > sum(hist.J[:5]) / 5 + 0.3
+    assert all(len(k) == 20 and k[-1] == 0.0 for k in hist.kl_per_step)
