@@ -10,11 +10,19 @@ Subpackages mirror the book's parts:
 * :mod:`ctrl_teach.ctrl`: CTRL itself: rewards and calibration, the augmented model,
   fine-tuning through the sampler, and exact references (Parts II-III).
 
-Heavy optional dependencies (scikit-learn, matplotlib, Pillow) are imported lazily.
+Heavy dependencies are imported lazily: ``import ctrl_teach`` does not even import torch
+(that happens with the first subpackage or profile helper you use).
 """
-
-from .profiles import default_device, pick, profile, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["profile", "pick", "default_device", "seed_everything", "__version__"]
+_PROFILE_HELPERS = ("profile", "pick", "default_device", "seed_everything")
+__all__ = [*_PROFILE_HELPERS, "__version__"]
+
+
+def __getattr__(name):  # PEP 562: ctrl_teach.pick etc. without importing torch up front
+    if name in _PROFILE_HELPERS:
+        from . import profiles
+
+        return getattr(profiles, name)
+    raise AttributeError(f"module 'ctrl_teach' has no attribute {name!r}")
