@@ -17,44 +17,16 @@ import time
 
 import torch
 
-from ctrl_teach.ctrl import (
-    HeadAugmentedModel,
-    LoRAAugmentedModel,
-    ProbitClassifier,
-    finetune,
-    rollout,
-    sample,
-)
-from ctrl_teach.ctrl.references import (
-    certificate_gap,
-    log_partition,
-    mean_confidence,
-    rejection_sample,
-)
+from ctrl_teach.ctrl import HeadAugmentedModel, LoRAAugmentedModel, ProbitClassifier, finetune
+from ctrl_teach.ctrl.references import evaluate_against_target
 from ctrl_teach.diffusion import DiffusionSampler
-from ctrl_teach.evaluation import energy_distance
 from ctrl_teach.pretrained import load_pretrained
 
 
 def evaluate(net, sampler, reward, aug, seed=10):
-    rows = []
-    for c in (0, 1):
-        for y in (0, 1):
-            g = torch.Generator().manual_seed(seed + 2 * c + y)
-            x_pre = sampler.sample(net, 20000, c, generator=g)
-            alz, alz_se = log_partition(x_pre, reward, y, c)
-            with torch.no_grad():
-                out = rollout(aug, reward, torch.full((4000,), c), torch.full((4000,), y), g)
-            gap, se = certificate_gap(alz, alz_se, out.J)
-            target = rejection_sample(x_pre, reward, y, c, generator=g)
-            x = sample(aug, 4000, c, y, generator=g)
-            rows.append(dict(
-                c=c, y=y, alpha_log_z=alz, gap=gap, gap_se=se,
-                ed=energy_distance(x, target, max_samples=2000, generator=g),
-                ed_nothing=energy_distance(x_pre[:4000], target, max_samples=2000, generator=g),
-                confidence=mean_confidence(x, reward, y, c),
-                confidence_exact=mean_confidence(target, reward, y, c)))
-    return rows
+    return [evaluate_against_target(net, sampler, reward, aug, c, y,
+                                    torch.Generator().manual_seed(seed + 2 * c + y))
+            for c in (0, 1) for y in (0, 1)]
 
 
 def main():

@@ -10,15 +10,9 @@ sampled by rejection from the same pre-trained sampler, and alpha log Z by Monte
 import pytest
 import torch
 
-from ctrl_teach.ctrl import HeadAugmentedModel, ProbitClassifier, finetune, rollout, sample
-from ctrl_teach.ctrl.references import (
-    certificate_gap,
-    log_partition,
-    mean_confidence,
-    rejection_sample,
-)
+from ctrl_teach.ctrl import HeadAugmentedModel, ProbitClassifier, finetune
+from ctrl_teach.ctrl.references import evaluate_against_target
 from ctrl_teach.diffusion import DiffusionSampler
-from ctrl_teach.evaluation import energy_distance
 from ctrl_teach.pretrained import load_pretrained
 
 
@@ -38,16 +32,9 @@ def trained():
 def test_toy_matches_exact_target(trained, c, y):
     net, sampler, reward, aug, hist = trained
     g = torch.Generator().manual_seed(10 + 2 * c + y)
-    x_pre = sampler.sample(net, 20000, c, generator=g)
-    alz, alz_se = log_partition(x_pre, reward, y, c)
-    with torch.no_grad():
-        out = rollout(aug, reward, torch.full((4000,), c), torch.full((4000,), y), g)
-    gap, se = certificate_gap(alz, alz_se, out.J)
-    target = rejection_sample(x_pre, reward, y, c, generator=g)
-    x = sample(aug, 4000, c, y, generator=g)
-    ed = energy_distance(x, target, max_samples=2000, generator=g)
-    ed_nothing = energy_distance(x_pre[:4000], target, max_samples=2000, generator=g)
-    conf, conf_exact = mean_confidence(x, reward, y, c), mean_confidence(target, reward, y, c)
+    r = evaluate_against_target(net, sampler, reward, aug, c, y, g)
+    gap, se, ed, ed_nothing = r["gap"], r["gap_se"], r["ed"], r["ed_nothing"]
+    conf, conf_exact = r["confidence"], r["confidence_exact"]
     print(f"c={c} y={y}: gap {gap:.4f} +- {se:.4f}; ED {ed:.4f} (do nothing {ed_nothing:.4f})"
           f"; confidence {conf:.3f} vs exact {conf_exact:.3f}")
     assert gap > -3 * se                      # J <= alpha log Z up to noise
