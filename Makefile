@@ -75,7 +75,7 @@ test-notebooks: $(STAMP)
 	$(PY) -m pytest $(NBVAL_FLAGS) notebooks/
 
 lint: $(STAMP)
-	$(PY) -m ruff check ctrl_teach tests tools benchmarks
+	$(PY) -m ruff check ctrl_teach tests tools benchmarks examples
 
 weights: $(STAMP)
 	$(PY) -m ctrl_teach.pretrained retrain all

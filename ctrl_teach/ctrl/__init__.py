@@ -2,7 +2,8 @@
 
 Chapters 3-7 of the book: reward classifiers (:mod:`.rewards`, :mod:`.calibration`), the
 augmented model (:mod:`.augmented`), fine-tuning (:mod:`.finetune`) and exact references and
-certificates (:mod:`.references`).
+certificates (:mod:`.references`), and the three-call workflow for your own problem
+(:mod:`.workflow`).
 """
 
 from .augmented import (
@@ -21,6 +22,7 @@ from .calibration import (
 )
 from .finetune import FinetuneHistory, Rollout, draw_labels, finetune, rollout, sample
 from .known_rewards import GaussianLikelihood, ProbitClassifier
+from .references import evaluate_against_target
 from .rewards import (
     CNNClassifier,
     MLPClassifier,
@@ -29,6 +31,7 @@ from .rewards import (
     num_reward_labels,
     reward_log_prob,
 )
+from .workflow import ConditionedModel, condition_pretrained, fit_classifier, pretrain_on_points
 
 __all__ = [
     "AugmentedModel", "ControlHead", "HeadAugmentedModel", "LoRAAugmentedModel", "LoRAConv2d",
@@ -36,4 +39,6 @@ __all__ = [
     "train_classifier", "FinetuneHistory", "Rollout", "draw_labels", "finetune", "rollout",
     "sample", "CNNClassifier", "GaussianLikelihood", "MLPClassifier", "MultiTaskReward",
     "ProbitClassifier", "TemperatureScaled", "num_reward_labels", "reward_log_prob",
+    "evaluate_against_target", "ConditionedModel", "pretrain_on_points", "fit_classifier",
+    "condition_pretrained",
 ]

@@ -164,10 +164,11 @@ def gaussian_posterior(prior_mean: float, prior_var: float, obs: float, tau: flo
     return var * (prior_mean / prior_var + power * obs / tau**2), var
 
 
-def evaluate_against_target(pretrained_network, sampler, reward_model, augmented, c: int, y: int,
+def evaluate_against_target(pretrained_network, sampler, reward_model, augmented, c, y: int,
                             generator: torch.Generator, num_candidates: int = 20000,
                             num_samples: int = 4000, alpha: float = 1.0) -> dict:
-    """Score a fine-tuned model for one ``(c, y)`` against the exact soft-optimal target.
+    """Score a fine-tuned model for one ``(c, y)`` against the exact soft-optimal target
+    (``c`` an int, or None for an unconditional pre-trained model).
 
     Draws ``num_candidates`` pre-trained samples; from them estimates ``alpha log Z`` and
     rejection-samples the target ``p_pre(x | c) p(y | x, c)^(1/alpha) / Z``. Then compares
@@ -185,8 +186,9 @@ def evaluate_against_target(pretrained_network, sampler, reward_model, augmented
     x_pre = sampler.sample(pretrained_network, num_candidates, c, generator=generator)
     alz, alz_se = log_partition(x_pre, reward_model, y, c, alpha=alpha)
     with torch.no_grad():
-        out = rollout(augmented, reward_model, torch.full((num_samples,), c),
-                      torch.full((num_samples,), y), generator, alpha=alpha)
+        cond = None if c is None else torch.full((num_samples,), c)
+        out = rollout(augmented, reward_model, cond, torch.full((num_samples,), y), generator,
+                      alpha=alpha)
     gap, se = certificate_gap(alz, alz_se, out.J)
     target = rejection_sample(x_pre, reward_model, y, c, power=1 / alpha, generator=generator)
     x = sample(augmented, num_samples, c, y, generator=generator)
