@@ -50,7 +50,7 @@ def _toy_data(name: str, n: int, seed: int):
     return load_toy(name).sample_joint(n, generator=torch.Generator().manual_seed(seed))
 
 
-def _digit_data(seed: int):
+def _digit_data():
     from ..data import load_digit_images
 
     return load_digit_images(split="all")
@@ -205,8 +205,10 @@ def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, steps: int | None =
     train_kwargs = dict(recipe.train, **({} if steps is None else {"steps": steps}))
     torch.manual_seed(recipe.seed)  # the initial weights are part of the recipe
     network, schedule = recipe.make_network(), recipe.make_schedule()
-    x, c = _toy_data(name.removeprefix("toy-"), 40_000, recipe.seed) if name.startswith(
-        "toy-") else _digit_data(recipe.seed)
+    if name.startswith("toy-"):
+        x, c = _toy_data(name.removeprefix("toy-"), 40_000, recipe.seed)
+    else:
+        x, c = _digit_data()  # all 1797 digits; the seed enters through training
     result = train_denoiser(network, schedule, x, c, seed=recipe.seed, device=device,
                             progress=progress, **train_kwargs)
     model = PretrainedDiffusion(name, result.model.eval(), schedule,
