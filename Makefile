@@ -72,7 +72,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest --durations=10
 
 test-notebooks: $(STAMP)
-	$(PY) -m pytest $(NBVAL_FLAGS) notebooks/
+	$(PY) -m pytest $(NBVAL_FLAGS) notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(PY) -m ruff check ctrl_teach tests tools benchmarks examples

@@ -1,4 +1,4 @@
-"""Re-execute chapter notebooks in the quick profile and keep only the checked outputs.
+"""Re-execute chapter notebooks, keep only the checked outputs, record the measured runtime.
 
     python tools/refresh_notebooks.py notebooks/01_diffusion.ipynb [...]   (or: make notebooks)
 
@@ -6,29 +6,47 @@ nbval (``make test``) compares the outputs of cells marked ``# NBVAL_CHECK_OUTPU
 outputs stored in the notebook, so those must be committed. Every other output (figures
 above all) is dropped: the book re-executes every chapter when it is built, and stripping
 keeps the repository small and its diffs readable.
+
+The chapter's wall time is stored in ``ctrl_teach/book_data/runtimes.json`` under the current
+profile and device (``CTRL_TEACH_PROFILE``, default quick; on a GPU machine run it with
+``CTRL_TEACH_PROFILE=full`` to record the full-profile time). The runtime box at the top of each
+chapter (:func:`ctrl_teach.book.runtime_box`) shows these records.
+Only a quick-profile run rewrites the notebook: the stored outputs nbval checks are quick ones.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
+import time
+from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ctrl_teach.book import record_runtime  # noqa: E402
+from ctrl_teach.profiles import default_device  # noqa: E402
 
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 
 
 def refresh(path: str) -> None:
     nb = nbformat.read(path, as_version=4)
-    os.environ["CTRL_TEACH_PROFILE"] = "quick"
+    profile = os.environ.setdefault("CTRL_TEACH_PROFILE", "quick")
+    start = time.perf_counter()
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path) or "."}}).execute()
-    for cell in nb.cells:
-        if cell.cell_type == "code" and not cell.source.lstrip().startswith(f"# {CHECK_MARK}"):
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(nb, path)
-    print(f"refreshed {path}")
+    seconds = time.perf_counter() - start
+    record_runtime(Path(path).stem, seconds, profile, str(default_device()),
+                   datetime.date.today().isoformat())
+    if profile == "quick":
+        for cell in nb.cells:
+            if cell.cell_type == "code" and not cell.source.lstrip().startswith(f"# {CHECK_MARK}"):
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, path)
+    print(f"refreshed {path} ({profile}, {seconds:.0f} s)")
 
 
 if __name__ == "__main__":
