@@ -31,6 +31,13 @@ from .rewards import (
     num_reward_labels,
     reward_log_prob,
 )
+from .value import (
+    gaussian_chain_to_data,
+    gaussian_optimal_control,
+    gaussian_value,
+    monte_carlo_value,
+    optimal_control,
+)
 from .workflow import ConditionedModel, condition_pretrained, fit_classifier, pretrain_on_points
 
 __all__ = [
@@ -41,4 +48,6 @@ __all__ = [
     "ProbitClassifier", "TemperatureScaled", "num_reward_labels", "reward_log_prob",
     "evaluate_against_target", "ConditionedModel", "pretrain_on_points", "fit_classifier",
     "condition_pretrained",
+    "monte_carlo_value", "optimal_control", "gaussian_chain_to_data", "gaussian_value",
+    "gaussian_optimal_control",
 ]
