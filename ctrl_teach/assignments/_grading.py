@@ -1,0 +1,43 @@
+"""Grading inside the kernel: run every question's hidden check on the student's namespace.
+
+The grader (:mod:`ctrl_teach.assignments.grade`) executes a submitted notebook, then runs
+one extra cell in the same kernel that calls :func:`emit_grades`. Because the checks run on
+the names the student defined (``gaussian_kl``, ``reward``, ...), deleting or editing the
+check cells in the notebook changes nothing about the grade.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ._core import CheckResult
+
+__all__ = ["grade_questions", "emit_grades", "RESULT_MARKER"]
+
+RESULT_MARKER = "CTRL_TEACH_GRADES_JSON:"
+
+
+def grade_questions(questions, namespace: dict, hidden: bool = True,
+                    verbose: bool = True) -> list[CheckResult]:
+    """One :class:`CheckResult` per question; a name the notebook never defined scores 0."""
+    results = []
+    for q in questions:
+        if q.name not in namespace:
+            res = CheckResult(q.id, q.name, 0.0, float(q.points),
+                              f"`{q.name}` is not defined: did the cell that defines it run "
+                              "without an error?")
+            if verbose:
+                print(res.line())
+        else:
+            res = q.check(namespace[q.name], hidden=hidden, verbose=verbose)
+        results.append(res)
+    return results
+
+
+def emit_grades(assignment: str, namespace: dict) -> None:
+    """Grade ``assignment`` on ``namespace`` (hidden variants) and print the JSON line."""
+    import importlib
+
+    module = importlib.import_module(f"ctrl_teach.assignments.{assignment}")
+    results = grade_questions(module.QUESTIONS, namespace, hidden=True, verbose=False)
+    print(RESULT_MARKER + json.dumps([r.as_dict() for r in results]))
