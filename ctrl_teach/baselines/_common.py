@@ -1,0 +1,31 @@
+"""Helpers shared by the guided samplers (labels, gradients of log-likelihoods)."""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import check_labels
+
+
+def broadcast_labels(name: str, labels, num: int, n: int, device) -> torch.Tensor:
+    """``labels`` (int or ``(n,)``) as a long ``(n,)`` tensor on ``device``."""
+    if isinstance(labels, torch.Tensor) and labels.numel() == 1 and n != 1:
+        labels = int(labels)
+    return check_labels(name, labels, num, batch=n).to(device)
+
+
+def pick_log_prob(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``logp[i, y_i]`` for ``(N, K)`` log-probabilities: shape ``(N,)``."""
+    if logp.ndim != 2 or logp.shape[0] != y.shape[0]:
+        raise ValueError(f"classifier must return (N, K) log-probabilities, got "
+                         f"{tuple(logp.shape)}")
+    return logp.gather(1, y[:, None]).squeeze(1)
+
+
+def grad_wrt(x: torch.Tensor, fn) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(fn(x), d sum fn(x) / dx)`` with gradients enabled even inside ``no_grad``."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        value = fn(x)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+    return value.detach(), grad

@@ -1,0 +1,172 @@
+"""Classifier-free guidance (Ho & Salimans 2022) as a baseline for a new label ``y`` (Ch. 8).
+
+CFG needs a network that reads ``y``. For a new control on a pre-trained ``p(x | c)`` we build
+:class:`LabelConditionedDenoiser`: a trainable copy of the pre-trained eps-network plus a
+zero-initialised embedding of ``y`` (row ``K`` is the null label) added to its time embedding,
+so it starts out equal to the pre-trained model. It is trained with the denoising loss on the
+labelled triples ``(x, c, y)`` (the *same* offline data as CTRL's classifier, but CFG needs
+``c`` too), replacing ``y`` by the null label with probability ``p_drop`` (label dropout).
+
+Guidance (the convention of related-methods.md, Sec. 3; Ho & Salimans eq. 6):
+
+    eps_w(x_t, t, c, y) = (1 + w) eps(x_t, t, c, y) - w eps(x_t, t, c, null)
+                        = eps(x_t, t, c, null) + (1 + w) (eps(x_t, t, c, y) - eps(x_t, t, c, null)).
+
+``w = 0`` is the plain conditional model (one network evaluation per step); ``w > 0`` costs
+two evaluations and does not sample ``p(x | c, y) p(y | x, c)^w`` in general. Diffusers'
+``guidance_scale`` is ``1 + w``. The unconditional branch keeps ``c`` and drops only ``y``, so
+it is the (re-trained) pre-trained model ``p(x | c)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+from torch import nn
+
+from .._checks import (
+    check_labels,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
+from ..diffusion import NoiseSchedule
+from ._common import broadcast_labels
+
+__all__ = ["LabelConditionedDenoiser", "train_cfg_model", "ClassifierFreeGuided", "cfg_eps"]
+
+
+def cfg_eps(eps_cond: torch.Tensor, eps_null: torch.Tensor, w: float) -> torch.Tensor:
+    """``(1 + w) eps_cond - w eps_null`` (classifier-free guidance with weight ``w``).
+
+    Introduced in: Chapter 2 (Adding a control: guidance).
+    """
+    w = check_positive_float("w", w, allow_zero=True)
+    if w == 0:
+        return eps_cond
+    return (1 + w) * eps_cond - w * eps_null
+
+
+class LabelConditionedDenoiser(nn.Module):
+    """``eps(x_t, t, c, y) = network(x_t, t, c, extra_emb=E[y])`` with ``E`` zero-initialised.
+
+    Args:
+        network: a pre-trained :class:`~ctrl_teach.diffusion.EpsilonNetwork` (copied; the
+            original is left untouched).
+        num_labels: ``K``; the null label is ``K``.
+        init: ``"pretrained"`` (copy the weights) or ``"scratch"`` (re-initialise them).
+    Forward: ``(x, t, cond=None, y=None)``; ``y=None`` means the null label.
+
+    Introduced in: Chapter 8 (Experiments: baselines).
+    """
+
+    def __init__(self, network: nn.Module, num_labels: int, init: str = "pretrained"):
+        super().__init__()
+        if not hasattr(network, "emb_dim") or not hasattr(network, "data_shape"):
+            raise ValueError("network must be an EpsilonNetwork (with emb_dim / extra_emb)")
+        if init not in ("pretrained", "scratch"):
+            raise ValueError(f"init must be one of ['pretrained', 'scratch'], got {init!r}")
+        self.network = copy.deepcopy(network).requires_grad_(True)
+        if init == "scratch":
+            for module in self.network.modules():
+                if hasattr(module, "reset_parameters") and module is not self.network:
+                    module.reset_parameters()
+        self.num_labels = check_positive_int("num_labels", num_labels)
+        self.label = nn.Embedding(num_labels + 1, network.emb_dim)
+        nn.init.zeros_(self.label.weight)
+        self.data_shape = tuple(network.data_shape)
+        self.num_conditions = int(network.num_conditions)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, y=None) -> torch.Tensor:
+        if y is None:
+            y = torch.full((x.shape[0],), self.num_labels, dtype=torch.long, device=x.device)
+        return self.network(x, t, cond, extra_emb=self.label(y))
+
+
+def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x: torch.Tensor,
+                    y, c=None, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
+                    label_drop: float = 0.2, seed: int = 0) -> dict:
+    """Train ``model`` on labelled triples with the denoising loss and label dropout.
+
+    ``L = E |eps - eps(x_t, t, c, y~)|^2`` with ``y~ = null`` with probability ``label_drop``
+    (Ho & Salimans 2022, Alg. 1), ``t ~ U{1..T}``, Adam with a cosine-decayed learning rate.
+
+    Args:
+        model: a :class:`LabelConditionedDenoiser` (trained in place).
+        schedule: its noise schedule; x: ``(N, *data_shape)``; y: ``(N,)`` labels in
+            ``0..K-1``; c: ``(N,)`` pre-trained conditions (required if the network has them).
+    Returns: ``{"losses": [...], "seconds": float}``; the model is left frozen, in eval mode.
+
+    Introduced in: Chapter 8 (Experiments: baselines).
+    """
+    if not isinstance(model, LabelConditionedDenoiser):
+        raise ValueError(f"model must be a LabelConditionedDenoiser, got "
+                         f"{type(model).__name__}")
+    check_tensor("x", x, shape=(None, *model.data_shape))
+    n = x.shape[0]
+    y = check_labels("y", y, model.num_labels, batch=n)
+    if model.num_conditions:
+        if c is None:
+            raise ValueError("c is required: the pre-trained network is conditional")
+        c = check_labels("c", c, model.num_conditions, batch=n)
+    label_drop = check_probability("label_drop", label_drop)
+    steps = check_positive_int("steps", steps)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = check_positive_float("lr", lr)
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
+    c = None if c is None else c.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    model.train().requires_grad_(True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
+    losses, start = [], time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(n, (batch_size,), generator=gen).to(device)
+        drop = (torch.rand(batch_size, generator=gen) < label_drop).to(device)
+        yb = torch.where(drop, torch.full_like(y[idx], model.num_labels), y[idx])
+        t = torch.randint(1, schedule.T + 1, (batch_size,), generator=gen).to(device)
+        x_t, eps = schedule.q_sample(x[idx], t, generator=gen)
+        loss = (model(x_t, t, None if c is None else c[idx], yb) - eps).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    model.eval().requires_grad_(False)
+    return {"losses": losses, "seconds": time.perf_counter() - start}
+
+
+class ClassifierFreeGuided(nn.Module):
+    """Eps-network ``eps_w`` of classifier-free guidance for a fixed requested label ``y``.
+
+    Args:
+        model: a trained :class:`LabelConditionedDenoiser`.
+        y: int or ``(N,)`` labels; w: guidance weight ``w >= 0`` (``w = 0``: the conditional
+            model itself, one evaluation per step; ``w > 0``: two).
+    Use: ``sampler.sample(ClassifierFreeGuided(model, y, w), n, c)``.
+
+    Introduced in: Chapter 8 (Experiments: baselines).
+    """
+
+    def __init__(self, model: LabelConditionedDenoiser, y, w: float = 0.0):
+        super().__init__()
+        if not isinstance(model, LabelConditionedDenoiser):
+            raise ValueError(f"model must be a LabelConditionedDenoiser, got "
+                             f"{type(model).__name__}")
+        self.model, self.y = model, y
+        self.w = check_positive_float("w", w, allow_zero=True)
+        self.data_shape, self.num_conditions = model.data_shape, model.num_conditions
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        y = broadcast_labels("y", self.y, self.model.num_labels, x.shape[0], x.device)
+        eps_cond = self.model(x, t, cond, y)
+        if self.w == 0:
+            return eps_cond
+        return cfg_eps(eps_cond, self.model(x, t, cond, None), self.w)
