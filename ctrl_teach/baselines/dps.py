@@ -24,7 +24,8 @@ from torch import nn
 
 from .._checks import check_positive_float
 from ..diffusion import NoiseSchedule
-from ._common import broadcast_labels, grad_wrt, pick_log_prob
+from ..ctrl.rewards import num_reward_labels, reward_log_prob
+from ._common import broadcast_labels, grad_wrt
 
 __all__ = ["DPSGuided", "tweedie_x0"]
 
@@ -48,7 +49,9 @@ class DPSGuided(nn.Module):
 
     Args:
         network: frozen pre-trained eps-network ``network(x, t, c)``.
-        classifier: clean ``classifier(x, c) -> (N, K)`` log-probabilities (CTRL's reward).
+        classifier: clean ``classifier(x, c) -> (N, K)`` log-probabilities (CTRL's reward, any
+            module :func:`~ctrl_teach.ctrl.reward_log_prob` accepts, e.g. a flat
+            :class:`~ctrl_teach.ctrl.MultiTaskReward`).
         schedule: the network's noise schedule.
         y: int or ``(N,)`` requested labels; scale: step size ``gamma >= 0``.
         clip_x0: clamp ``x0_hat`` to ``[-clip_x0, clip_x0]`` before the classifier (images).
@@ -66,8 +69,7 @@ class DPSGuided(nn.Module):
         for attr in ("data_shape", "num_conditions"):
             if not hasattr(network, attr):
                 raise ValueError(f"network must have a {attr} attribute")
-        if not hasattr(classifier, "num_classes"):
-            raise ValueError("classifier must have a num_classes attribute")
+        self.num_labels = num_reward_labels(classifier)
         self.network, self.classifier, self.schedule = network, classifier, schedule
         self.data_shape, self.num_conditions = network.data_shape, network.num_conditions
         self.y = y
@@ -77,8 +79,7 @@ class DPSGuided(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         if self.scale == 0:
             return self.network(x, t, cond)
-        y = broadcast_labels("y", self.y, int(self.classifier.num_classes), x.shape[0],
-                             x.device)
+        y = broadcast_labels("y", self.y, int(self.num_labels), x.shape[0], x.device)
         out = {}
 
         def log_lik(z):
@@ -87,7 +88,7 @@ class DPSGuided(nn.Module):
             x0 = tweedie_x0(self.schedule, z, t, eps)
             if self.clip_x0 is not None:
                 x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-            return pick_log_prob(self.classifier(x0, cond), y)
+            return reward_log_prob(self.classifier, x0, cond, y)
 
         _, grad = grad_wrt(x, log_lik)
         _, b = self.schedule.signal_and_noise(t, dtype=x.dtype, device=x.device)

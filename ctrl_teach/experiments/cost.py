@@ -1,0 +1,215 @@
+"""Experiments (d) and (e): sampling cost and fine-tuning cost (Chapter 8).
+
+(d) **Sampling cost**, all methods measured in one run on the same machine: network
+evaluations per sample (forward passes of the pre-trained-size eps-network; ``backward``
+counts those that were differentiated, as DPS does), wall time per 1000 samples, and both as
+ratios to CTRL. CTRL's small control head and the classifiers are not counted as network
+evaluations (their time is in the wall time). Rejection costs ``K / acceptance`` evaluations.
+
+(e) **Fine-tuning cost** of one CTRL iteration (a rollout of ``K`` steps and its backward
+pass) versus ``K`` and the gradient mode (``full``, ``checkpoint``, ``truncated``). Memory:
+on CUDA ``torch.cuda.max_memory_allocated`` above the memory in use before the iteration;
+on CPU the bytes of the tensors autograd saves for the backward pass, counted with
+``torch.autograd.graph.saved_tensors_hooks`` (``memory_method = "autograd_saved_bytes"``): an
+estimate of activation memory. Under ``checkpoint`` the per-step activations are not saved
+(only recomputed, one step at a time, during backward), so that estimate leaves out the
+one-step recomputation peak.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from ..baselines import rejection_baseline
+from ..ctrl import HeadAugmentedModel, rollout
+from ..diffusion import DiffusionSampler, model_device
+from .methods import method_samplers
+
+__all__ = ["CountingNetwork", "run_sampling_cost", "run_finetune_cost", "saved_tensor_bytes"]
+
+
+class CountingNetwork(nn.Module):
+    """Wraps an eps-network and counts per-sample forward passes (and differentiated ones).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.data_shape, self.num_conditions = network.data_shape, network.num_conditions
+        if hasattr(network, "emb_dim"):
+            self.emb_dim = network.emb_dim
+        self.forward_count = 0
+        self.backward_count = 0
+
+    def reset(self):
+        self.forward_count = self.backward_count = 0
+
+    def forward(self, x, t, cond=None, **kwargs):
+        self.forward_count += x.shape[0]
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.backward_count += x.shape[0]
+        return self.network(x, t, cond, **kwargs)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_sampling_cost(problem, fitted, n: int, cfg_w: float = 1.0, seed: int = 0,
+                      c=0, y: int = 1, progress: bool = True) -> dict:
+    """Measure (d) for every method in ``fitted`` plus ``pretrained`` and ``rejection``.
+
+    ``cfg`` is timed at guidance weight ``cfg_w`` (``w > 0`` needs two evaluations per step;
+    ``w = 0`` costs the same as the pre-trained model). Returns ``{"problem", "n", "rows"}``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    device = model_device(problem.network)
+    counter = CountingNetwork(problem.network)
+    cfg_inner = None
+    if fitted.cfg_model is not None:  # count the CFG network's own evaluations
+        cfg_inner = fitted.cfg_model.network
+        fitted.cfg_model.network = CountingNetwork(cfg_inner)
+    try:
+        samplers = method_samplers(problem, fitted, cfg_w=cfg_w, network=counter)
+        rows = []
+        for name, fn in samplers.items():
+            if name == "rejection":
+                continue
+            fn(4, c, y, torch.Generator().manual_seed(seed))   # warm-up
+            counts = fitted.cfg_model.network if name == "cfg" else counter
+            counts.reset()
+            _sync(device)
+            start = time.perf_counter()
+            fn(n, c, y, torch.Generator().manual_seed(seed))
+            _sync(device)
+            secs = time.perf_counter() - start
+            rows.append(dict(method=name, nfe_per_sample=counts.forward_count / n,
+                             backward_per_sample=counts.backward_count / n,
+                             seconds_per_1000=1000 * secs / n))
+        if fitted.classifier is not None:
+            start = time.perf_counter()
+            res = rejection_baseline(problem.network, problem.sampler, fitted.classifier, n,
+                                     c, y, torch.Generator().manual_seed(seed),
+                                     batch=max(256, n))
+            _sync(device)
+            secs = time.perf_counter() - start
+            rows.append(dict(method="rejection", nfe_per_sample=res.nfe_per_sample,
+                             backward_per_sample=0.0, seconds_per_1000=1000 * secs / n,
+                             acceptance=res.acceptance))
+    finally:
+        if cfg_inner is not None:
+            fitted.cfg_model.network = cfg_inner
+    ref = next((r for r in rows if r["method"] == "ctrl"), None)
+    for r in rows:
+        r["cfg_w"] = cfg_w if r["method"] == "cfg" else None
+        r["nfe_ratio_to_ctrl"] = r["nfe_per_sample"] / ref["nfe_per_sample"] if ref else None
+        r["time_ratio_to_ctrl"] = (r["seconds_per_1000"] / ref["seconds_per_1000"]
+                                   if ref else None)
+        if progress:
+            print(f"  [{problem.name}] {r['method']:10} NFE {r['nfe_per_sample']:7.1f} "
+                  f"(+{r['backward_per_sample']:.0f} bwd) {r['seconds_per_1000']:8.2f} s/1000",
+                  flush=True)
+    return dict(problem=problem.name, n=int(n), num_steps=problem.sampler.num_steps,
+                device=str(device), rows=rows)
+
+
+def saved_tensor_bytes(fn):
+    """Run ``fn()`` and return ``(its result, bytes of tensors saved for backward)``.
+
+    Storage shared by several saved tensors is counted once.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    seen, total = set(), [0]
+
+    def pack(t):
+        try:
+            key = t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total[0] += t.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError):
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total[0]
+
+
+def run_finetune_cost(problem, reward, steps_list, modes, truncate_steps: int = 5,
+                      batch: int = 64, repeats: int = 2, seed: int = 0,
+                      progress: bool = True) -> dict:
+    """Measure (e): seconds and peak memory of one CTRL iteration per (``K``, mode).
+
+    ``reward`` is any reward module (its accuracy is irrelevant to the cost). Each
+    configuration runs ``repeats + 1`` iterations and reports the median of the last
+    ``repeats`` (the first is a warm-up). Returns ``{"problem", "device", "memory_method",
+    "rows"}``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    device = model_device(problem.network)
+    cuda = device.type == "cuda"
+    memory_method = "cuda_max_memory_allocated" if cuda else "autograd_saved_bytes"
+    rows = []
+    for K in steps_list:
+        sampler = DiffusionSampler(problem.schedule, num_steps=int(K), eta=1.0,
+                                   clip_x0=problem.clip_x0)
+        for mode in modes:
+            torch.manual_seed(seed)
+            aug = HeadAugmentedModel(problem.network, sampler, problem.num_labels,
+                                     width=problem.settings["ctrl_width"]).to(device)
+            gen = torch.Generator().manual_seed(seed)
+            times, mems = [], []
+            for _ in range(repeats + 1):
+                c = problem.condition_tensor(None, batch).to(device)
+                y = torch.randint(problem.num_labels, (batch,), generator=gen).to(device)
+
+                def step(aug=aug, c=c, y=y, gen=gen, mode=mode, k=int(K)):
+                    out = rollout(aug, reward, c, y, gen, gradient=mode,
+                                  truncate_steps=min(int(truncate_steps), k))
+                    return -out.J.mean()
+
+                if cuda:
+                    torch.cuda.synchronize()
+                    base = torch.cuda.memory_allocated()
+                    torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                if cuda:
+                    loss = step()
+                    loss.backward()
+                    torch.cuda.synchronize()
+                    mem = torch.cuda.max_memory_allocated() - base
+                else:
+                    loss, mem = saved_tensor_bytes(step)
+                    loss.backward()
+                times.append(time.perf_counter() - start)
+                mems.append(mem)
+                aug.zero_grad(set_to_none=True)
+            t = sorted(times[1:])[len(times[1:]) // 2]
+            rows.append(dict(num_steps=int(K), mode=mode,
+                             truncate_steps=min(int(truncate_steps), int(K))
+                             if mode == "truncated" else None,
+                             batch=int(batch), seconds_per_iteration=t,
+                             peak_memory_bytes=int(max(mems[1:]))))
+            if progress:
+                r = rows[-1]
+                print(f"  [{problem.name}] K={K:<3} {mode:10} {t:7.3f} s/it "
+                      f"{r['peak_memory_bytes'] / 2**20:8.2f} MiB", flush=True)
+    full = {r["num_steps"]: r for r in rows if r["mode"] == "full"}
+    for r in rows:
+        f = full.get(r["num_steps"])
+        r["time_ratio_to_full"] = r["seconds_per_iteration"] / f["seconds_per_iteration"] \
+            if f else None
+        r["memory_ratio_to_full"] = (r["peak_memory_bytes"] / f["peak_memory_bytes"]
+                                     if f and f["peak_memory_bytes"] else None)
+    return dict(problem=problem.name, device=str(device), memory_method=memory_method,
+                rows=rows)

@@ -1,0 +1,175 @@
+"""Figures of the Chapter 8 experiments, drawn from the results dict / JSON (matplotlib).
+
+Each function takes the part of :func:`~.run.run_all`'s result it plots (or the whole
+result) and returns the ``matplotlib.figure.Figure``; nothing is recomputed, so chapter 8 can
+load the benchmark's JSON and call them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["plot_sample_efficiency", "plot_dataset_construction", "plot_strength_sweep",
+           "plot_sampling_cost", "plot_finetune_cost", "plot_all"]
+
+_COLORS = {"ctrl": "C0", "cfg": "C1", "cg": "C2", "dps": "C3", "rejection": "C4",
+           "pretrained": "0.5", "target": "k"}
+
+
+def _part(results: dict, key: str) -> dict:
+    return results[key] if key in results else results
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sample_efficiency(results: dict, metrics=("ed", "accuracy")):
+    """Metric versus number of labelled examples ``N``, one panel per (problem, metric).
+
+    Reference rows (``target``, ``pretrained``) are horizontal lines.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plt = _plt()
+    res = _part(results, "sample_efficiency")
+    fig, axes = plt.subplots(len(res), len(metrics), figsize=(4.5 * len(metrics),
+                                                              3.4 * len(res)), squeeze=False)
+    for i, (prob, r) in enumerate(res.items()):
+        for j, metric in enumerate(metrics):
+            ax = axes[i][j]
+            for method in dict.fromkeys(row["method"] for row in r["rows"]):
+                pts = sorted((row["n_labelled"], row[metric]) for row in r["rows"]
+                             if row["method"] == method)
+                ax.plot(*zip(*pts), "o-", color=_COLORS.get(method), label=method)
+            for ref in r["references"]:
+                ax.axhline(ref[metric], ls="--", color=_COLORS.get(ref["method"]),
+                           label=ref["method"])
+            ax.set_xscale("log")
+            ax.set_xlabel("labelled examples N")
+            ax.set_ylabel({"ed": "energy distance to target", "accuracy": "accuracy (truth)",
+                           "diversity": "diversity / target's"}.get(metric, metric))
+            if metric == "ed":
+                ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_title(prob)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dataset_construction(results: dict):
+    """Bars of joint accuracy and energy distance per method and label budget.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plt = _plt()
+    res = _part(results, "dataset_construction")
+    rows = res["rows"]
+    budgets = sorted({r["budget"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    width = 0.8 / len(methods)
+    for k, method in enumerate(methods):
+        for ax, metric in zip(axes, ("accuracy", "ed")):
+            vals = [next((r[metric] for r in rows if r["method"] == method and
+                          r["budget"] == b), float("nan")) for b in budgets]
+            data = next(r["data"] for r in rows if r["method"] == method)
+            ax.bar([i + k * width for i in range(len(budgets))], vals, width,
+                   color=_COLORS.get(method), label=f"{method} ({data})")
+    for ax, label in zip(axes, ("joint accuracy (truth)", "energy distance to target")):
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(budgets))])
+        ax.set_xticklabels([f"B={b}" for b in budgets])
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("two attributes at equal labelling budget")
+    fig.tight_layout()
+    return fig
+
+
+def plot_strength_sweep(results: dict):
+    """Accuracy against distance to the target and against diversity, one curve per method
+    (points labelled by the knob value).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plt = _plt()
+    res = _part(results, "strength")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for method in dict.fromkeys(r["method"] for r in res["rows"]):
+        rows = [r for r in res["rows"] if r["method"] == method]
+        for ax, xkey in zip(axes, ("ed", "diversity")):
+            ax.plot([r[xkey] for r in rows], [r["accuracy"] for r in rows], "o-",
+                    color=_COLORS.get(method), label=f"{method} ({rows[0]['knob']})")
+            for r in rows:
+                ax.annotate(f"{r['value']:g}", (r[xkey], r["accuracy"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xscale("symlog", linthresh=1e-2)
+    axes[0].set_xlabel("energy distance to p(x | c, y)")
+    axes[1].set_xlabel("diversity / target's")
+    for ax in axes:
+        ax.set_ylabel("accuracy (truth)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sampling_cost(results: dict):
+    """Network evaluations and wall time per 1000 samples per method (log scale).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plt = _plt()
+    res = _part(results, "sampling_cost")
+    fig, axes = plt.subplots(len(res), 2, figsize=(10, 3.2 * len(res)), squeeze=False)
+    for i, (prob, r) in enumerate(res.items()):
+        names = [row["method"] for row in r["rows"]]
+        colors = [_COLORS.get(n, "C7") for n in names]
+        axes[i][0].bar(names, [row["nfe_per_sample"] for row in r["rows"]], color=colors)
+        axes[i][0].set_ylabel("network evaluations / sample")
+        axes[i][1].bar(names, [row["seconds_per_1000"] for row in r["rows"]], color=colors)
+        axes[i][1].set_ylabel("seconds / 1000 samples")
+        for ax in axes[i]:
+            ax.set_yscale("log")
+            ax.set_title(f"{prob} ({r['device']})")
+            ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_finetune_cost(results: dict):
+    """Seconds per iteration and peak memory versus the number of steps ``K`` per mode.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plt = _plt()
+    res = _part(results, "finetune_cost")
+    fig, axes = plt.subplots(len(res), 2, figsize=(10, 3.2 * len(res)), squeeze=False)
+    for i, (prob, r) in enumerate(res.items()):
+        for mode in dict.fromkeys(row["mode"] for row in r["rows"]):
+            rows = sorted((row for row in r["rows"] if row["mode"] == mode),
+                          key=lambda row: row["num_steps"])
+            ks = [row["num_steps"] for row in rows]
+            axes[i][0].plot(ks, [row["seconds_per_iteration"] for row in rows], "o-",
+                            label=mode)
+            axes[i][1].plot(ks, [row["peak_memory_bytes"] / 2**20 for row in rows], "o-",
+                            label=mode)
+        axes[i][0].set_ylabel("seconds / iteration")
+        axes[i][1].set_ylabel(f"MiB ({r['memory_method']})")
+        for ax in axes[i]:
+            ax.set_xlabel("sampler steps K")
+            ax.set_title(f"{prob} ({r['device']})")
+        axes[i][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_all(results: dict) -> dict:
+    """Every figure whose data is present: ``{experiment name: Figure}``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    plots = {"sample_efficiency": plot_sample_efficiency,
+             "dataset_construction": plot_dataset_construction,
+             "strength": plot_strength_sweep, "sampling_cost": plot_sampling_cost,
+             "finetune_cost": plot_finetune_cost}
+    return {k: fn(results) for k, fn in plots.items() if k in results}

@@ -1,0 +1,151 @@
+"""Run every Chapter 8 experiment with one configuration and return one JSON-ready dict.
+
+``run_all(experiment_config("quick"))`` is what ``benchmarks/experiments_benchmark.py`` runs;
+the layout of the result is documented in ``benchmarks/SCHEMA.md`` and checked by
+:func:`~.schema.validate_results`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from .cost import run_finetune_cost, run_sampling_cost
+from .dataset_construction import run_dataset_construction
+from .metrics import make_targets
+from .problems import digits_problem, toy_problem, two_attribute_toy
+from .sample_efficiency import run_sample_efficiency
+from .schema import SCHEMA_VERSION
+from .strength import run_strength_sweep
+
+__all__ = ["EXPERIMENTS", "run_all"]
+
+EXPERIMENTS = ("sample_efficiency", "dataset_construction", "strength", "sampling_cost",
+               "finetune_cost")
+
+
+def _notes(config: dict, profile: str) -> list:
+    se = config["sample_efficiency"]
+    notes = [
+        "accuracy = E[p_true(y | x)] under the true labelling rule (toy: probit, "
+        "digits: ink tertile); ed = energy distance to exact target samples drawn by "
+        "rejection from the data; diversity = mean pairwise distance / target's.",
+        "rejection = exact samples of the pre-trained model tilted by the *learned* "
+        "classifier (CTRL's optimum given its classifier), not of the true target.",
+        f"digits uses N in {se['digits_sizes']} (None = all) and "
+        f"{config['digits']['ctrl_iterations']} CTRL iterations at batch "
+        f"{config['digits']['ctrl_batch']} in this profile.",
+    ]
+    if profile == "quick":
+        notes.append("quick profile: reduced budgets on a shared 2-core CPU; digits uses "
+                     "fewer N values and iterations than the full profile.")
+    return notes
+
+
+def run_all(config: dict, *, profile: str = "quick", device=None, only=None, seed: int = 0,
+            progress: bool = True) -> dict:
+    """Run the experiments named in ``only`` (default: all of :data:`EXPERIMENTS`).
+
+    Args:
+        config: from :func:`~.config.experiment_config` or :func:`~.config.reduced_config`.
+        profile: recorded in the result; device: torch device (default CPU).
+    Returns: the results dict (benchmarks/SCHEMA.md).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    only = tuple(EXPERIMENTS if only is None else only)
+    bad = set(only) - set(EXPERIMENTS)
+    if bad:
+        raise ValueError(f"only must be a subset of {list(EXPERIMENTS)}, got {sorted(bad)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    start = time.perf_counter()
+    out = dict(schema_version=SCHEMA_VERSION, profile=profile, device=str(device),
+               torch_threads=torch.get_num_threads(), torch_version=torch.__version__,
+               platform=platform.platform(),
+               started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               config=config, notes=_notes(config, profile), timings={})
+
+    def log(msg):
+        if progress:
+            print(msg, flush=True)
+
+    need_toy = {"sample_efficiency", "strength", "sampling_cost", "finetune_cost"} & set(only)
+    toy = toy_problem(settings=config["toy"], pool_size=config["toy"]["pool_size"],
+                      device=device) if need_toy else None
+    need_digits = ("sample_efficiency" in only or any(
+        "digits" in config[k]["problems"] for k in ("sampling_cost", "finetune_cost")
+        if k in only))
+    digits = digits_problem(settings=config["digits"], device=device) if need_digits else None
+    fitted = {}
+    if "sample_efficiency" in only:
+        t0 = time.perf_counter()
+        log("(a) sample efficiency")
+        se = config["sample_efficiency"]
+        res = {}
+        for prob, sizes in ((toy, se["toy_sizes"]), (digits, se["digits_sizes"])):
+            if prob is None or not sizes:
+                continue
+            r = run_sample_efficiency(prob, sizes, seed=seed, progress=progress,
+                                      targets=make_targets(prob, prob.settings[
+                                          "target_samples"], seed + 7))
+            fitted[prob.name] = r.pop("fitted")
+            res[prob.name] = r
+        out["sample_efficiency"] = res
+        out["timings"]["sample_efficiency"] = time.perf_counter() - t0
+    from .methods import fit_methods
+
+    def fitted_for(prob):
+        if prob.name not in fitted:
+            x, c, y = prob.labelled_dataset(None, seed)
+            fitted[prob.name] = fit_methods(prob, x, c, y, seed=seed)
+        return fitted[prob.name]
+
+    if "dataset_construction" in only:
+        t0 = time.perf_counter()
+        log("(b) dataset construction (two attributes)")
+        two = two_attribute_toy(settings=config["toy"], pool_size=config["toy"]["pool_size"],
+                                device=device)
+        out["dataset_construction"] = run_dataset_construction(
+            two, config["dataset_construction"]["budgets"], seed=seed, progress=progress)
+        out["timings"]["dataset_construction"] = time.perf_counter() - t0
+    if "strength" in only:
+        t0 = time.perf_counter()
+        log("(c) strength sweeps")
+        st = config["strength"]
+        out["strength"] = run_strength_sweep(
+            toy, fitted_for(toy), st["ctrl_gamma"], st["cfg_w"], st["cg_scale"],
+            st["dps_scale"], ctrl_iterations=st["ctrl_iterations"], seed=seed,
+            progress=progress)
+        out["timings"]["strength"] = time.perf_counter() - t0
+    if "sampling_cost" in only:
+        t0 = time.perf_counter()
+        log("(d) sampling cost")
+        sc = config["sampling_cost"]
+        res = {}
+        for name in sc["problems"]:
+            prob = toy if name == "toy" else digits
+            res[prob.name] = run_sampling_cost(prob, fitted_for(prob), sc[f"{name}_samples"],
+                                               cfg_w=sc["cfg_w"], seed=seed,
+                                               c=0 if name == "toy" else 3, y=1,
+                                               progress=progress)
+        out["sampling_cost"] = res
+        out["timings"]["sampling_cost"] = time.perf_counter() - t0
+    if "finetune_cost" in only:
+        t0 = time.perf_counter()
+        log("(e) fine-tuning cost")
+        fc = config["finetune_cost"]
+        res = {}
+        for name in fc["problems"]:
+            prob = toy if name == "toy" else digits
+            reward = fitted[prob.name].classifier if prob.name in fitted else \
+                prob.make_classifier().to(device).eval().requires_grad_(False)
+            res[prob.name] = run_finetune_cost(prob, reward, fc[f"{name}_steps"], fc["modes"],
+                                               fc["truncate_steps"], fc[f"{name}_batch"],
+                                               fc["repeats"], seed=seed, progress=progress)
+        out["finetune_cost"] = res
+        out["timings"]["finetune_cost"] = time.perf_counter() - t0
+    out["wall_seconds"] = time.perf_counter() - start
+    return out
