@@ -35,8 +35,8 @@ from torch import nn
 
 from ._core import CheckFailed, Question, run_check
 
-__all__ = ["N_VALUES", "SEEDS", "FINETUNE", "LogisticReward", "make_pretrained", "make_offline_data",
-           "true_classifier", "exact_target", "distance", "check_fit_reward",
+__all__ = ["N_VALUES", "SEEDS", "FINETUNE", "LogisticReward", "make_pretrained",
+           "make_offline_data", "true_classifier", "exact_target", "distance", "check_fit_reward",
            "check_rejection", "check_ctrl", "check_results", "check_answers", "QUESTIONS",
            "grade"]
 

@@ -1,0 +1,283 @@
+"""Assignments (issue 6): generation, grading, and the messages wrong answers get.
+
+Executing notebooks is the slow part, so each notebook is executed once (module-scoped
+fixtures): the four solution versions (generated into a temporary folder, never committed)
+and the four committed student versions. Wrong answers are mostly tested by calling the
+checks directly, which takes milliseconds.
+"""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from ctrl_teach.assignments import ASSIGNMENTS, a1, a2, a3, a4
+from ctrl_teach.assignments.grade import detect_assignment, format_table, grade_notebook, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDENT_DIR = ROOT / "notebooks" / "assignments"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("make_assignments",
+                                                  ROOT / "tools" / "make_assignments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make = _load_tool()
+STUDENT_NOTEBOOKS = {p.name.split("_")[0]: p for p in sorted(STUDENT_DIR.glob("a[0-9]*_*.ipynb"))}
+
+
+@pytest.fixture(scope="module")
+def solution_reports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("solutions")
+    reports = {}
+    for name, text in make.generate("solution").items():
+        path = out / name
+        path.write_text(text)
+        reports[name.split("_")[0]] = grade_notebook(path, timeout=300)
+    return reports
+
+
+@pytest.fixture(scope="module")
+def student_reports():
+    return {a: grade_notebook(path, timeout=300) for a, path in STUDENT_NOTEBOOKS.items()}
+
+
+# -- generation ---------------------------------------------------------------------------
+def test_every_assignment_has_a_source_and_a_student_notebook():
+    assert [p.name.split("_")[0] for p in make.sources()] == list(ASSIGNMENTS)
+    assert list(STUDENT_NOTEBOOKS) == list(ASSIGNMENTS)
+
+
+def test_student_notebooks_are_up_to_date():
+    """Regenerating the student notebooks from the sources must change nothing."""
+    assert make.stale_student_notebooks() == [], "run `make assignments` and commit the result"
+
+
+def test_transform_source_replaces_solutions_and_drops_hidden_tests():
+    src = ("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+           "check(f)\n### BEGIN HIDDEN TESTS\ncheck(f, hidden=True)\n### END HIDDEN TESTS")
+    student = make.transform_source(src, "code", "student")
+    assert student == ("def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+                       "check(f)")
+    solution = make.transform_source(src, "code", "solution")
+    assert solution == "def f(x):\n    return 2 * x\ncheck(f)\ncheck(f, hidden=True)"
+    md = "Answer:\n### BEGIN SOLUTION\nforty-two\n### END SOLUTION"
+    assert make.transform_source(md, "markdown", "student") == "Answer:\nYOUR ANSWER HERE"
+
+
+@pytest.mark.parametrize("bad", [
+    "### BEGIN SOLUTION\nx = 1",
+    "x = 1\n### END SOLUTION",
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n### END SOLUTION",
+    "### BEGIN SOLUTION\nx = 1\n### END HIDDEN TESTS",
+])
+def test_unbalanced_markers_are_refused(bad):
+    with pytest.raises(make.MarkerError):
+        make.transform_source(bad, "code", "student")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_notebook_follows_the_conventions(assignment):
+    nb = nbformat.read(STUDENT_NOTEBOOKS[assignment], as_version=4)
+    chapter1 = nbformat.read(ROOT / "notebooks" / "01_diffusion.ipynb", as_version=4)
+    colab = next(c for c in chapter1.cells if c.cell_type == "code")
+    first, install = nb.cells[0], nb.cells[1]
+    assert first.cell_type == "markdown" and first.source.startswith(f"(assignment-{assignment})=")
+    assert ":::{admonition} Learning objectives" in first.source
+    assert install.source == colab.source
+    assert set(install.metadata["tags"]) == {"remove-cell", "nbval-skip"}
+    text = json.dumps([c.source for c in nb.cells])
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    assert "raise NotImplementedError()" in text
+    assert f"from ctrl_teach.assignments import {assignment}" in text
+    assert all(c.cell_type != "raw" for c in nb.cells)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert detect_assignment(nb, Path("renamed.ipynb")) == assignment
+
+
+# -- grading the generated versions -------------------------------------------------------
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_scores_full_marks(solution_reports, assignment):
+    rep = solution_reports[assignment]
+    print(format_table([rep]))
+    assert not rep.error and not rep.cell_errors
+    assert rep.max_points > 0 and rep.points == rep.max_points, [
+        r["message"] for r in rep.results if not r["passed"]]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_untouched_student_version_scores_zero(student_reports, assignment):
+    rep = student_reports[assignment]
+    print(format_table([rep]))
+    assert not rep.error                   # the grader itself ran to the end
+    assert rep.cell_errors                 # ...through cells that raised
+    module = getattr(__import__("ctrl_teach.assignments", fromlist=[assignment]), assignment)
+    assert [r["question"] for r in rep.results] == [q.id for q in module.QUESTIONS]
+    assert rep.points == 0
+    assert all(r["message"] for r in rep.results)
+
+
+def test_csv_and_table(student_reports, tmp_path):
+    reports = list(student_reports.values())
+    path = tmp_path / "grades.csv"
+    write_csv(reports, path)
+    rows = list(csv.DictReader(path.open()))
+    n_questions = sum(len(r.results) for r in reports)
+    assert len(rows) == n_questions + len(reports)
+    assert {r["question"] for r in rows if r["question"] != "TOTAL"} == {
+        q.id for a in (a1, a2, a3, a4) for q in a.QUESTIONS}
+    assert "TOTAL" in format_table(reports)
+
+
+def test_grader_survives_a_broken_submission_and_ignores_check_cells(tmp_path):
+    """A wrong KL, a cell that raises, a deleted check cell: graded, with a useful message."""
+    nb = nbformat.reads(make.generate("solution")["a1_gaussian_kl.ipynb"], as_version=4)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("a1.check"):
+            continue                                           # student deleted the checks
+        if "def gaussian_kl" in cell.source:
+            cell.source = cell.source.replace("(2 * std**2)", "std**2")   # forgot the 1/2
+        cells.append(cell)
+    cells.insert(3, nbformat.v4.new_code_cell("undefined_name + 1"))
+    nb.cells = cells
+    path = tmp_path / "submission.ipynb"
+    nbformat.write(nb, path)
+    rep = grade_notebook(path)
+    by_q = {r["question"]: r for r in rep.results}
+    assert not rep.error and any("NameError" in e for e in rep.cell_errors)
+    assert by_q["a1.q1"]["points"] == 0 and "1/2" in by_q["a1.q1"]["message"]
+    assert by_q["a1.q3"]["points"] == 0       # the path KL inherits the wrong per-step KL
+
+
+def test_grader_reports_an_unreadable_notebook(tmp_path):
+    path = tmp_path / "a1_broken.ipynb"
+    path.write_text("{not json")
+    rep = grade_notebook(path)
+    assert rep.error.startswith("cannot read notebook") and rep.points == 0
+
+
+# -- typical wrong answers get messages that say what to look at --------------------------
+def _kl(mp, mq, std):
+    return (mp - mq).flatten(1).pow(2).sum(1) / (2 * std**2)
+
+
+@pytest.mark.parametrize("wrong, expect", [
+    (lambda mp, mq, s: (mp - mq).flatten(1).pow(2).sum(1) / s**2, "factor 1/2"),
+    (lambda mp, mq, s: (mp - mq).pow(2).sum(0) / (2 * s**2), "batch axis"),
+    (lambda mp, mq, s: (mp - mq).pow(2).sum(1) / (2 * s**2), "dimension except the first"),
+    (lambda mp, mq, s: (mp - mq).flatten(1).pow(2).mean(1) / (2 * s**2), "averaged"),
+    (lambda mp, mq, s: (mp - mq).flatten(1).pow(2).sum(1) / (2 * s), "std squared"),
+    (lambda mp, mq, s: _kl(mp, mq, s).sum(), "one KL per row"),
+    (lambda mp, mq, s: torch.tensor(_kl(mp, mq, s).tolist()), "not differentiable"),
+])
+def test_a1_wrong_kl_messages(wrong, expect):
+    for hidden in (False, True):
+        res = a1.check_kl(wrong, hidden=hidden, verbose=False)
+        assert not res.passed and expect in res.message, res.message
+
+
+def test_a1_controlled_step_messages():
+    def unscaled(step, a):
+        return step.mean + a, _kl(step.mean + a, step.mean, step.std)
+
+    def no_raise(step, a):
+        return step.mean + step.std * a, 0.5 * a.pow(2).sum(1)
+
+    res = a1.check_controlled_step(unscaled, verbose=False)
+    assert res.points == 0 and "step.mean + step.std * a" in res.message
+    res = a1.check_controlled_step(no_raise, verbose=False)
+    assert res.points == 1 and "ValueError" in res.message
+    res = a1.check_controlled_step(lambda s, a: (_ for _ in ()).throw(NotImplementedError()),
+                                   verbose=False)
+    assert res.points == 0 and "not implemented yet" in res.message
+
+
+def test_a2_wrong_answers():
+    from ctrl_teach.assignments.a2 import _normal_logpdf
+
+    res = a2.check_alpha_log_z(lambda s, y, tau: _normal_logpdf(y, 0.0, 1.0 + tau**2),
+                               verbose=False)
+    assert not res.passed and "gaussian_sampler_moments" in res.message
+
+    def rollout(aug, reward, n, generator, detach=False, kl_factor=0.5):
+        x = torch.randn(n, 1, generator=generator)
+        y = torch.zeros(n, dtype=torch.long)
+        kl = torch.zeros(n)
+        for i in range(aug.sampler.num_steps):
+            step = aug.pretrained_step(x, i, None)
+            if step.std == 0:
+                x = step.mean
+                continue
+            a = aug.head(x, torch.full((n,), step.t), None, y)
+            kl = kl + kl_factor * a.pow(2).sum(1)
+            x = step.mean + step.std * a + step.std * torch.randn(x.shape, generator=generator)
+            x = x.detach() if detach else x
+        return x, reward(x)[:, 0] - kl
+
+    assert a2.check_rollout(rollout, hidden=True, verbose=False).passed
+    res = a2.check_rollout(lambda *args: rollout(*args, kl_factor=1.0), verbose=False)
+    assert not res.passed and "|a|^2 / 2" in res.message
+    res = a2.check_rollout(lambda *args: rollout(*args, detach=True), verbose=False)
+    assert 0 < res.points < 3 and "detach" in res.message
+    # an untrained model is called out as such
+    *_, fresh = a2.make_problem()
+    res = a2.check_trained(fresh, verbose=False)
+    assert res.points == 0 and "did not move" in res.message
+
+
+def test_a3_wrong_answers():
+    from ctrl_teach.ctrl import TemperatureScaled
+
+    # forgetting calibration: an over-confident reward (true log-probs sharpened 2x)
+    overconfident = TemperatureScaled(a3.true_classifier(), 0.5)
+    res = a3.check_reward(overconfident, hidden=True, verbose=False)
+    assert res.points == 0 and "over-confident" in res.message and "calibrate" in res.message
+    assert a3.check_reward(a3.true_classifier(), hidden=True, verbose=False).passed
+
+    def unweighted_ece(probs, labels, n_bins=15):
+        import numpy as np
+        conf, pred = probs.max(1).values.numpy(), probs.argmax(1).numpy()
+        correct = (pred == labels.numpy()).astype(float)
+        which = np.clip(np.digitize(conf, np.linspace(0, 1, n_bins + 1)[1:-1], right=True),
+                        0, n_bins - 1)
+        return float(np.mean([abs(correct[which == b].mean() - conf[which == b].mean())
+                              for b in range(n_bins) if (which == b).any()]))
+
+    res = a3.check_ece(unweighted_ece, verbose=False)
+    assert not res.passed and "n_b / N" in res.message
+    res = a3.check_fit_temperature(lambda lp, y: 1.0, verbose=False)
+    assert not res.passed and "T =" in res.message
+    res = a3.check_answers({"diagram": "above", "temperature": "greater", "gamma": "greater"},
+                           verbose=False)
+    assert 0 < res.points < res.max_points and "diagram" in res.message
+
+
+def test_a4_wrong_answers():
+    from ctrl_teach.ctrl.references import rejection_sample_pretrained
+
+    pre = a4.make_pretrained()
+
+    def wrong_label(reward, n, seed):
+        return rejection_sample_pretrained(pre, reward, n, None, 0,
+                                           generator=torch.Generator().manual_seed(seed))
+
+    def no_rejection(reward, n, seed):
+        return pre.sample(n, None, generator=torch.Generator().manual_seed(seed))
+
+    res = a4.check_rejection(wrong_label, verbose=False)
+    assert not res.passed and "y = 1" in res.message
+    res = a4.check_rejection(no_rejection, verbose=False)
+    assert not res.passed and "pre-trained" in res.message
+    res = a4.check_results({8: {}}, verbose=False)
+    assert not res.passed and "keys" in res.message
+    res = a4.check_answers({"shrinks_with_N": "finetuning"}, verbose=False)
+    assert res.points == 0 and "missing" in res.message
