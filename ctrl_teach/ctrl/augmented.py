@@ -37,13 +37,16 @@ class ControlHead(nn.Module):
         max_control: soft bound ``a = m tanh(h / m)`` per coordinate (None: unbounded). An
             unbounded MLP extrapolates linearly, and a rare trajectory pushed far out can feed
             back into ever larger controls (KL in the thousands); the bound prevents it.
+        input_copies: the input holds this many tensors of ``data_shape`` stacked along the
+            channel (image) or feature (flat) axis, e.g. 2 for ``[x_t, x0_hat]``.
     Returns (forward): ``(N, *data_shape)`` control in noise units.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
     def __init__(self, data_shape, num_timesteps: int, num_conditions: int, num_labels: int,
-                 width: int = 128, emb_dim: int = 32, max_control: float | None = 5.0):
+                 width: int = 128, emb_dim: int = 32, max_control: float | None = 5.0,
+                 input_copies: int = 1):
         super().__init__()
         self.max_control = max_control
         self.data_shape = tuple(data_shape)
@@ -53,15 +56,16 @@ class ControlHead(nn.Module):
         self.emb_dim = emb_dim
         self.label = nn.Embedding((num_conditions + 1) * num_labels, emb_dim)
         self.image = len(self.data_shape) == 3
+        copies = check_positive_int("input_copies", input_copies)
         if self.image:
             ch = self.data_shape[0]
             self.emb = nn.Linear(2 * emb_dim, width)
-            self.inp = nn.Conv2d(ch, width, 3, padding=1)
+            self.inp = nn.Conv2d(copies * ch, width, 3, padding=1)
             self.mid = nn.Conv2d(width, width, 3, padding=1)
             self.out = nn.Conv2d(width, ch, 3, padding=1)
         else:
             d = math.prod(self.data_shape)
-            self.net = nn.Sequential(nn.Linear(d + 2 * emb_dim, width), nn.SiLU(),
+            self.net = nn.Sequential(nn.Linear(copies * d + 2 * emb_dim, width), nn.SiLU(),
                                      nn.Linear(width, width), nn.SiLU())
             self.out = nn.Linear(width, d)
         nn.init.zeros_(self.out.weight)
@@ -75,7 +79,8 @@ class ControlHead(nn.Module):
             h = nn.functional.silu(self.inp(x) + self.emb(emb)[:, :, None, None])
             a = self.out(nn.functional.silu(self.mid(h)))
         else:
-            a = self.out(self.net(torch.cat([x.flatten(1), emb], dim=1))).view_as(x)
+            a = self.out(self.net(torch.cat([x.flatten(1), emb], dim=1)))
+            a = a.view(x.shape[0], *self.data_shape)
         if self.max_control is not None:
             a = self.max_control * torch.tanh(a / self.max_control)
         return a
@@ -147,22 +152,28 @@ class HeadAugmentedModel(AugmentedModel):
         network: frozen pre-trained eps-network; sampler: its sampler.
         num_labels: ``K``; head: optional custom head (default ``ControlHead(...)``).
         learn_initial: also learn a tilted initial Gaussian (:meth:`initial_state`).
+        x0_input: feed the head ``[x_t, x0_hat(x_t)]`` (the pre-trained prediction of the clean
+            sample) instead of ``x_t`` alone. The reward reads ``x_0``, so on images this
+            feature makes the control much easier to learn (Chapter 7); a custom ``head`` must
+            then accept two stacked copies of the data shape.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
     def __init__(self, network, sampler, num_labels: int, head: nn.Module | None = None,
-                 learn_initial: bool = False, **head_kwargs):
+                 learn_initial: bool = False, x0_input: bool = False, **head_kwargs):
         super().__init__(network, sampler, num_labels, learn_initial)
+        self.x0_input = bool(x0_input)
         self.head = head if head is not None else ControlHead(
-            self.data_shape, sampler.schedule.T, self.num_conditions, num_labels, **head_kwargs)
+            self.data_shape, sampler.schedule.T, self.num_conditions, num_labels,
+            input_copies=2 if self.x0_input else 1, **head_kwargs)
 
     def step(self, x_t, i, c, y):
         step = self.pretrained_step(x_t, i, c)
         if step.std == 0:
             return step, torch.zeros_like(x_t)
         t = torch.full((x_t.shape[0],), step.t, dtype=torch.long, device=x_t.device)
-        a = self.head(x_t, t, c, y)
+        a = self.head(torch.cat([x_t, step.x0_hat], 1) if self.x0_input else x_t, t, c, y)
         step.mean = step.mean + step.std * a
         return step, a
 

@@ -318,11 +318,13 @@ def make_digit_offline_dataset(
     split: str = "train",
     seed: int = 0,
     size: int = 8,
+    num_buckets: int = 3,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Offline dataset of real digits labelled by a true scorer's quantile buckets.
 
     Equivalent to ``make_labelled_dataset(load_digit_images(split, size)[0],
-    make_scorer(scorer_name, size=size), n, label_noise, seed)``, also returning the digits.
+    make_scorer(scorer_name, num_buckets, size), n, label_noise, seed)``, also returning the
+    digits.
 
     Args:
         scorer_name: one of :data:`SCORER_NAMES`.
@@ -331,6 +333,7 @@ def make_digit_offline_dataset(
         split: digit split, ``"all"``, ``"train"`` or ``"test"``.
         seed: seed (>= 0).
         size: image side, 8 or 16 (the scorer's edges are computed at the same size).
+        num_buckets: number of score classes B (3 = tertiles, 2 = median split).
 
     Returns:
         images: (n, 1, size, size); y: (n,) long score classes; digits: (n,) long digits.
@@ -338,7 +341,7 @@ def make_digit_offline_dataset(
     Introduced in: Chapter 7 (CTRL on images).
     """
     check_choice("split", split, DIGIT_SPLITS)
-    scorer = make_scorer(scorer_name, size=size)
+    scorer = make_scorer(scorer_name, num_buckets, size)
     images, digits = load_digit_images(split=split, size=size)
     x, y, idx = _labelled_draw(images, scorer, n, label_noise, seed, None)
     return x, y, digits[idx]
