@@ -43,7 +43,7 @@ NBVAL_FLAGS := --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=1200 -p no:cacheprovider --durations=10
 
-.PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean
+.PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean assignments
 
 help:
 	@echo "make book     execute every chapter and build _build/html/index.html"
@@ -82,6 +82,11 @@ weights: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) tools/refresh_notebooks.py notebooks/*.ipynb
+
+# Assignments: student notebooks (notebooks/assignments/, committed) and solution notebooks
+# (_build/assignments/solutions/) from the sources in notebooks/assignments/source/.
+assignments: $(STAMP)
+	$(PY) tools/make_assignments.py
 
 clean:
 	rm -rf _build
