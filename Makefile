@@ -43,13 +43,15 @@ NBVAL_FLAGS := --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=1200 -p no:cacheprovider --durations=10
 
-.PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean assignments
+.PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean assignments \
+	check-render
 
 help:
 	@echo "make book     execute every chapter and build _build/html/index.html"
 	@echo "make test     ruff + unit tests + every notebook under nbval"
 	@echo "make weights  retrain the shipped pre-trained checkpoints"
 	@echo "make notebooks  re-execute the chapters (quick), keep only checked outputs"
+	@echo "make check-render  after make book: headless-Chromium check of math and figures"
 	@echo "make lint     ruff only"
 	@echo "make clean    remove _build"
 	@echo "(CTRL_TEACH_PROFILE=$(CTRL_TEACH_PROFILE); set CTRL_TEACH_PROFILE=full for GPU sizes)"
@@ -87,6 +89,12 @@ notebooks: $(STAMP)
 # (_build/assignments/solutions/) from the sources in notebooks/assignments/source/.
 assignments: $(STAMP)
 	$(PY) tools/make_assignments.py
+
+# After `make book`: headless Chromium renders the index and the soft-optimal-policy chapter,
+# checks that MathJax typeset every formula and that figures are present, and saves
+# screenshots in _build/screenshots/ (installs Debian's chromium package if missing, as root).
+check-render: $(STAMP)
+	$(PY) tools/check_rendered_book.py
 
 clean:
 	rm -rf _build

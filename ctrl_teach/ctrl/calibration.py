@@ -114,7 +114,7 @@ def reliability_curve(probs, labels, n_bins: int = 10):
 
 
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo 2017).
+    """``ECE = sum_b (n_b / N) |acc_b - conf_b|`` over equal-width confidence bins (Guo 2017).
 
     Args:
         probs: ``(N, K)`` predicted probabilities; labels: ``(N,)``.

@@ -1,6 +1,6 @@
 """CTRL fine-tuning by back-propagation through the sampler (Chapter 5).
 
-Objective (Chapter 3), per trajectory with ``(c, y)`` drawn uniformly:
+Objective (Chapter 3), per trajectory with ``(c, y)`` drawn uniformly::
 
     J = E[ gamma log p(y | x_0, c) ] - alpha E[ sum_t KL_t ],   KL_t = |a_t|^2 / 2,
 

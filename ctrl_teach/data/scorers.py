@@ -117,7 +117,7 @@ def ink_mass(images: torch.Tensor) -> torch.Tensor:
 
 
 def symmetry(images: torch.Tensor) -> torch.Tensor:
-    r"""Left-right symmetry r(x) = 1 - mean |u - flip_W(u)| with u = (x + 1) / 2.
+    r"""Left-right symmetry ``r(x) = 1 - mean |u - flip_W(u)|`` with u = (x + 1) / 2.
 
     Args:
         images: (N, 1, H, W) images in [-1, 1].

@@ -1,6 +1,6 @@
 """One denoising-training loop for every network in the book (Chapter 1, "Training").
 
-Minimises the simplified DDPM loss (Ho et al. 2020, eq. 14)
+Minimises the simplified DDPM loss (Ho et al. 2020, eq. 14)::
 
     L(theta) = E_{t, x_0, eps} | eps - eps_theta(x_t, t, c) |^2,
     t ~ U{1..T},  x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps

@@ -64,11 +64,11 @@ def energy_distance(
     max_samples: int = 4000,
     generator: torch.Generator | None = None,
 ) -> float:
-    r"""Energy distance E(X, Y) = 2 E|X - Y| - E|X - X'| - E|Y - Y'| (Euclidean norms).
+    r"""Energy distance ``E(X, Y) = 2 E|X - Y| - E|X - X'| - E|Y - Y'|`` (Euclidean norms).
 
     The within-sample terms are U-statistics (pairs i != j), so the estimate is unbiased and
     close to 0 (possibly slightly negative) for two samples of the same law. For point
-    masses, E(\delta_a, \delta_b) = 2|a - b|.
+    masses, ``E(delta_a, delta_b) = 2 |a - b|``.
 
     Args:
         x: (n, ...) sample, n >= 2 (flattened to (n, d)).
@@ -110,7 +110,7 @@ def mmd_rbf(
     max_samples: int = 4000,
     generator: torch.Generator | None = None,
 ) -> float:
-    r"""Unbiased squared MMD with the Gaussian kernel k(a, b) = exp(-|a - b|^2 / (2 h^2)).
+    r"""Unbiased squared MMD with the Gaussian kernel ``k(a, b) = exp(-|a - b|^2 / (2 h^2))``.
 
     MMD^2 = mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean_{i, j} k(x_i, y_j).
     When ``bandwidth`` is None, h is the median heuristic: the median pairwise distance in
@@ -157,7 +157,7 @@ def _sqrt_psd(a: np.ndarray) -> np.ndarray:
 def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     r"""Fréchet distance between Gaussians fitted to two feature sets ("FID" on any features).
 
-    d^2 = |\mu_a - \mu_b|^2 + Tr(\Sigma_a + \Sigma_b - 2 (\Sigma_a \Sigma_b)^{1/2}), with
+    ``d^2 = |mu_a - mu_b|^2 + Tr(Sigma_a + Sigma_b - 2 (Sigma_a Sigma_b)^{1/2})``, with
     unbiased sample covariances. Tr (\Sigma_a \Sigma_b)^{1/2} is computed exactly as
     \sum_i \sqrt{\lambda_i} over the eigenvalues of the symmetric PSD matrix
     \Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2} (same spectrum as \Sigma_a \Sigma_b), so no complex
