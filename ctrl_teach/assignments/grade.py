@@ -44,7 +44,8 @@ class GradeReport:
     assignment: str
     results: list = field(default_factory=list)   # dicts from CheckResult.as_dict()
     cell_errors: list = field(default_factory=list)  # "cell N: ExcName: message"
-    seconds: float = 0.0
+    seconds: float = 0.0                           # wall time of execution + grading
+    cpu_seconds: float = float("nan")              # CPU time of the kernel (Unix only)
     error: str = ""                                # set when grading itself failed
 
     @property
@@ -78,6 +79,16 @@ def _max_points(assignment: str) -> list[dict]:
                  passed=False, message="") for q in module.QUESTIONS]
 
 
+def _children_cpu() -> float:
+    """CPU seconds used by finished child processes (the kernels), NaN where unsupported."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
                    kernel_name: str = "python3") -> GradeReport:
     """Execute ``path`` and grade it; never raises for a broken submission."""
@@ -85,7 +96,7 @@ def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
     from nbclient import NotebookClient
 
     path = Path(path)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu()
     try:
         nb = nbformat.read(path, as_version=4)
         assignment = assignment or detect_assignment(nb, path)
@@ -124,6 +135,7 @@ def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
     else:
         report.results = graded
     report.seconds = time.perf_counter() - start
+    report.cpu_seconds = _children_cpu() - cpu_start   # the kernel has exited by now
     return report
 
 
@@ -136,7 +148,8 @@ def format_table(reports: list[GradeReport]) -> str:
             rows.append((name, r["question"], f"{r['points']:g}/{r['max_points']:g}",
                          r["message"]))
         rows.append((name, "TOTAL", f"{rep.points:g}/{rep.max_points:g}",
-                     f"graded in {rep.seconds:.1f} s; {len(rep.cell_errors)} cell(s) raised"
+                     f"graded in {rep.seconds:.1f} s (kernel CPU {rep.cpu_seconds:.1f} s); "
+                     f"{len(rep.cell_errors)} cell(s) raised"
                      + (f"; {rep.error}" if rep.error else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
@@ -150,7 +163,7 @@ def format_table(reports: list[GradeReport]) -> str:
 def write_csv(reports: list[GradeReport], path) -> None:
     """One row per question and one ``TOTAL`` row per notebook."""
     fields = ["notebook", "assignment", "question", "name", "points", "max_points", "passed",
-              "message", "seconds"]
+              "message", "seconds", "cpu_seconds"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -159,13 +172,14 @@ def write_csv(reports: list[GradeReport], path) -> None:
                 w.writerow({"notebook": rep.notebook, "assignment": rep.assignment,
                             **{k: r[k] for k in ("question", "name", "points", "max_points",
                                                  "passed", "message")},
-                            "seconds": f"{rep.seconds:.1f}"})
+                            "seconds": f"{rep.seconds:.1f}",
+                            "cpu_seconds": f"{rep.cpu_seconds:.1f}"})
             w.writerow({"notebook": rep.notebook, "assignment": rep.assignment,
                         "question": "TOTAL", "name": "", "points": rep.points,
                         "max_points": rep.max_points,
                         "passed": rep.max_points > 0 and rep.points >= rep.max_points,
                         "message": rep.error or "; ".join(rep.cell_errors)[:500],
-                        "seconds": f"{rep.seconds:.1f}"})
+                        "seconds": f"{rep.seconds:.1f}", "cpu_seconds": f"{rep.cpu_seconds:.1f}"})
 
 
 def main(argv=None) -> int:
@@ -187,8 +201,8 @@ def main(argv=None) -> int:
     reports = []
     for nb_path in args.notebooks:
         rep = grade_notebook(nb_path, args.assignment, timeout=args.timeout)
-        print(f"graded {nb_path}: {rep.points:g}/{rep.max_points:g} in {rep.seconds:.1f} s",
-              file=sys.stderr)
+        print(f"graded {nb_path}: {rep.points:g}/{rep.max_points:g} in {rep.seconds:.1f} s "
+              f"(kernel CPU {rep.cpu_seconds:.1f} s)", file=sys.stderr)
         reports.append(rep)
     print(format_table(reports))
     if args.csv:
