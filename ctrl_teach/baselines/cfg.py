@@ -89,7 +89,8 @@ class LabelConditionedDenoiser(nn.Module):
 
 def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x: torch.Tensor,
                     y, c=None, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
-                    label_drop: float = 0.2, seed: int = 0) -> dict:
+                    label_lr: float | None = None, label_drop: float = 0.2,
+                    seed: int = 0) -> dict:
     """Train ``model`` on labelled triples with the denoising loss and label dropout.
 
     ``L = E |eps - eps(x_t, t, c, y~)|^2`` with ``y~ = null`` with probability ``label_drop``
@@ -99,6 +100,8 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
         model: a :class:`LabelConditionedDenoiser` (trained in place).
         schedule: its noise schedule; x: ``(N, *data_shape)``; y: ``(N,)`` labels in
             ``0..K-1``; c: ``(N,)`` pre-trained conditions (required if the network has them).
+        lr: learning rate of the network; label_lr: of the new label embedding (default
+            ``lr``; CTRL's released code trains its new embedding 10x faster than the rest).
     Returns: ``{"losses": [...], "seconds": float}``; the model is left frozen, in eval mode.
 
     Introduced in: Chapter 8 (Experiments: baselines).
@@ -122,7 +125,9 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
     c = None if c is None else c.to(device)
     gen = torch.Generator().manual_seed(seed)
     model.train().requires_grad_(True)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    label_lr = lr if label_lr is None else check_positive_float("label_lr", label_lr)
+    opt = torch.optim.Adam([{"params": model.network.parameters(), "lr": lr},
+                            {"params": model.label.parameters(), "lr": label_lr}])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
     losses, start = [], time.perf_counter()

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_float
-from ..diffusion import NoiseSchedule
 from ..ctrl.rewards import num_reward_labels, reward_log_prob
+from ..diffusion import NoiseSchedule
 from ._common import broadcast_labels, grad_wrt
 
 __all__ = ["DPSGuided", "tweedie_x0"]

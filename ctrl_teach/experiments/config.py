@@ -16,7 +16,7 @@ __all__ = ["experiment_config", "reduced_config"]
 _TOY = dict(
     classifier_steps=500, classifier_batch=256, classifier_lr=3e-3,
     noisy_classifier_steps=1000, noisy_classifier_batch=256,
-    cfg_steps=600, cfg_batch=256, cfg_lr=1e-3, cfg_label_drop=0.2,
+    cfg_steps=600, cfg_batch=256, cfg_lr=1e-3, cfg_label_lr=1e-2, cfg_label_drop=0.2,
     ctrl_iterations=250, ctrl_batch=128, ctrl_lr=3e-3, ctrl_width=128,
     cg_scale=1.0, cfg_w=0.0, dps_scale=1.0,
     eval_samples=1000, target_samples=2000, pool_size=10000,
@@ -24,7 +24,7 @@ _TOY = dict(
 _DIGITS = dict(
     classifier_steps=250, classifier_batch=128, classifier_lr=2e-3,
     noisy_classifier_steps=400, noisy_classifier_batch=128,
-    cfg_steps=200, cfg_batch=64, cfg_lr=5e-4, cfg_label_drop=0.2,
+    cfg_steps=200, cfg_batch=64, cfg_lr=5e-4, cfg_label_lr=5e-3, cfg_label_drop=0.2,
     ctrl_iterations=100, ctrl_batch=32, ctrl_lr=2e-3, ctrl_width=64,
     cg_scale=1.0, cfg_w=0.0, dps_scale=1.0,
     eval_samples=150, target_samples=600,

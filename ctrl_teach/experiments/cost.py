@@ -9,16 +9,17 @@ evaluations (their time is in the wall time). Rejection costs ``K / acceptance``
 (e) **Fine-tuning cost** of one CTRL iteration (a rollout of ``K`` steps and its backward
 pass) versus ``K`` and the gradient mode (``full``, ``checkpoint``, ``truncated``). Memory:
 on CUDA ``torch.cuda.max_memory_allocated`` above the memory in use before the iteration;
-on CPU the bytes of the tensors autograd saves for the backward pass, counted with
-``torch.autograd.graph.saved_tensors_hooks`` (``memory_method = "autograd_saved_bytes"``): an
-estimate of activation memory. Under ``checkpoint`` the per-step activations are not saved
-(only recomputed, one step at a time, during backward), so that estimate leaves out the
-one-step recomputation peak.
+on CPU the peak bytes of the live tensors autograd has saved for the backward pass, counted
+with ``torch.autograd.graph.saved_tensors_hooks`` (``memory_method = "autograd_saved_bytes"``,
+see :func:`saved_tensor_bytes`): an estimate of activation memory. Under ``checkpoint`` the
+per-step activations are not saved (only recomputed, one step at a time, during backward),
+so that estimate leaves out the one-step recomputation peak.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 
 import torch
 from torch import nn
@@ -121,27 +122,46 @@ def run_sampling_cost(problem, fitted, n: int, cfg_w: float = 1.0, seed: int = 0
 
 
 def saved_tensor_bytes(fn):
-    """Run ``fn()`` and return ``(its result, bytes of tensors saved for backward)``.
+    """Run ``fn()``; return ``(its result, peak bytes of live tensors saved for backward)``.
 
-    Storage shared by several saved tensors is counted once.
+    Every tensor autograd saves is counted (once per storage) from the moment it is saved
+    until the Python tensor holding it is freed (e.g. when a truncated part of the graph is
+    dropped); the peak of that running total is returned. The graph that is still alive
+    when ``fn`` returns is part of the peak.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    seen, total = set(), [0]
+    live: dict = {}
+    state = {"current": 0, "peak": 0}
+
+    def release(ptr):
+        entry = live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            state["current"] -= entry[0]
+            del live[ptr]
 
     def pack(t):
+        t = t.detach()   # same storage; saving ``t`` itself would make a reference cycle
         try:
-            key = t.untyped_storage().data_ptr()
-            if key not in seen:
-                seen.add(key)
-                total[0] += t.untyped_storage().nbytes()
+            storage = t.untyped_storage()
+            ptr, nbytes = storage.data_ptr(), storage.nbytes()
         except (RuntimeError, NotImplementedError):
-            total[0] += t.numel() * t.element_size()
+            ptr, nbytes = id(t), t.numel() * t.element_size()
+        if ptr in live:
+            live[ptr][1] += 1
+        else:
+            live[ptr] = [nbytes, 1]
+            state["current"] += nbytes
+            state["peak"] = max(state["peak"], state["current"])
+        weakref.finalize(t, release, ptr)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
-    return out, total[0]
+    return out, state["peak"]
 
 
 def run_finetune_cost(problem, reward, steps_list, modes, truncate_steps: int = 5,

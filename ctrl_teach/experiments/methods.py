@@ -15,6 +15,7 @@ Every method sees the same offline labelled data ``(x, c, y)``:
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,18 +81,24 @@ def fit_classifier(problem: Problem, x, y, seed: int = 0, model: nn.Module | Non
 
 
 def fit_ctrl(problem: Problem, reward: nn.Module, gamma: float = 1.0, iterations=None,
-             seed: int = 0, num_labels: int | None = None):
+             seed: int = 0, num_labels: int | None = None,
+             init: HeadAugmentedModel | None = None):
     """CTRL: a zero-initialised control head fine-tuned on ``gamma log p(y | x_0) - KL``.
 
-    Returns ``(augmented model, FinetuneHistory)``.
+    ``init``: warm-start from (a copy of) another fine-tuned model instead of zero, e.g. the
+    ``gamma = 1`` model in a strength sweep. Returns ``(augmented model, FinetuneHistory)``.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     s = problem.settings
     torch.manual_seed(seed)
-    aug = HeadAugmentedModel(problem.network, problem.sampler,
-                             num_labels=num_labels or problem.num_labels,
-                             width=s["ctrl_width"]).to(model_device(problem.network))
+    if init is not None:
+        aug = copy.deepcopy(init)
+        aug.network = problem.network   # share the frozen network, do not copy it
+    else:
+        aug = HeadAugmentedModel(problem.network, problem.sampler,
+                                 num_labels=num_labels or problem.num_labels,
+                                 width=s["ctrl_width"]).to(model_device(problem.network))
     hist = finetune(aug, reward, iterations=iterations or s["ctrl_iterations"],
                     batch_size=s["ctrl_batch"], lr=s["ctrl_lr"], gamma=gamma, seed=seed)
     return aug, hist
@@ -129,7 +136,8 @@ def fit_methods(problem: Problem, x, c, y, methods=METHODS, seed: int = 0) -> Fi
         out.cfg_model = LabelConditionedDenoiser(problem.network, problem.num_labels)
         train_cfg_model(out.cfg_model, problem.schedule, x.to(device), y.to(device),
                         c.to(device), steps=s["cfg_steps"], batch_size=s["cfg_batch"],
-                        lr=s["cfg_lr"], label_drop=s["cfg_label_drop"], seed=seed)
+                        lr=s["cfg_lr"], label_lr=s.get("cfg_label_lr"),
+                        label_drop=s["cfg_label_drop"], seed=seed)
         out.seconds["cfg"] = time.perf_counter() - start
     if "dps" in methods:
         out.seconds["dps"] = out.seconds["classifier"]

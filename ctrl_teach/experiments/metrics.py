@@ -4,11 +4,11 @@ For each evaluation pair ``(c, y)`` of a :class:`~.problems.Problem`:
 
 * ``ed``: energy distance ``2 E|X - T| - E|X - X'| - E|T - T'|`` between generated samples
   ``X`` and exact target samples ``T`` (rejection from the data with the *true* rule), on
-  flattened inputs;
+  flattened inputs, or on ``problem.features`` (digits: the oracle's features);
 * ``accuracy``: ``E_X[p_true(y | X)]`` (for a deterministic rule, the fraction of samples
   whose true label is the requested ``y``);
 * ``diversity``: ``E|X - X'| / E|T - T'|``, mean pairwise distance relative to the target's
-  (1 = as diverse as the target, < 1 = collapsed);
+  (1 = as diverse as the target, < 1 = collapsed), in the same space as ``ed``;
 * ``c_accuracy`` (digits only): the digit oracle's accuracy on the requested digit ``c``.
 
 Metrics are averaged over the pairs; ``per_pair`` keeps each one.
@@ -61,10 +61,12 @@ def evaluate_samples(problem, x: torch.Tensor, c, y: int, target: torch.Tensor,
     out = dict(pair=pair_key(c, y), n=int(x.shape[0]), nonfinite=int((~finite).sum()))
     if x.shape[0] < 2:
         return dict(out, ed=float("nan"), accuracy=float("nan"), diversity=float("nan"))
-    out["ed"] = energy_distance(x.flatten(1), target.flatten(1), max_samples=2000,
-                                generator=generator)
+    fx, ft = x.flatten(1), target.flatten(1)
+    if problem.features is not None:
+        fx, ft = problem.features(x).flatten(1), problem.features(target).flatten(1)
+    out["ed"] = energy_distance(fx, ft, max_samples=2000, generator=generator)
     out["accuracy"] = float(problem.true_prob(x, y).mean())
-    out["diversity"] = mean_pairwise_distance(x) / mean_pairwise_distance(target)
+    out["diversity"] = mean_pairwise_distance(fx) / mean_pairwise_distance(ft)
     if problem.oracle is not None:
         want = problem.condition_tensor(c, x.shape[0])
         dev = next(problem.oracle.parameters()).device

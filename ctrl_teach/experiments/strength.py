@@ -32,7 +32,8 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
     Args:
         problem: a :class:`~.problems.Problem`; fitted: :class:`~.methods.FittedMethods`
             (e.g. ``run_sample_efficiency(...)["fitted"]``). Its CTRL model is reused for
-            ``gamma = 1``; other ``gamma`` values are fine-tuned here (``ctrl_iterations``).
+            ``gamma = 1``; other ``gamma`` values are fine-tuned here for ``ctrl_iterations``
+            iterations, warm-started from the ``gamma = 1`` model.
         ctrl_gamma, cfg_w, cg_scale, dps_scale: the values to sweep (lists).
     Returns: ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value).
 
@@ -59,7 +60,7 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
         else:
             t0 = time.perf_counter()
             aug, _ = fit_ctrl(problem, fitted.classifier, gamma=gamma,
-                              iterations=ctrl_iterations, seed=seed)
+                              iterations=ctrl_iterations, seed=seed, init=fitted.ctrl)
             secs = time.perf_counter() - t0
         one = type(fitted)(fitted.n_labelled, ctrl=aug)
         add("ctrl", gamma, method_samplers(problem, one, references=False)["ctrl"], secs)

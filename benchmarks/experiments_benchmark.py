@@ -1,0 +1,96 @@
+"""Chapter 8 experiments: CTRL against its baselines, as tables and a JSON file.
+
+Runs, with the sizes of a profile (``ctrl_teach.experiments.config``):
+
+(a) sample efficiency versus the number of labelled examples N (toy-gmm and digits),
+(b) dataset construction: two attributes labelled separately (CTRL) vs jointly (CFG),
+(c) strength sweeps (CTRL gamma, CFG w, classifier-guidance scale, DPS step),
+(d) sampling cost (network evaluations and wall time per 1000 samples, ratios to CTRL),
+(e) fine-tuning cost (time and peak memory per iteration vs K and gradient mode),
+
+prints one table per experiment and writes the results as JSON (layout:
+benchmarks/SCHEMA.md). ``--profile quick`` fits a 2-core CPU in about ten minutes;
+``--profile full`` is meant for a GPU. The default profile comes from CTRL_TEACH_PROFILE.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py [--profile quick|full]
+       [--only sample_efficiency strength ...] [--out FILE] [--figures DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from ctrl_teach.experiments import (
+    EXPERIMENTS,
+    experiment_config,
+    format_tables,
+    run_all,
+    validate_results,
+)
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN / inf become None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv=None):
+    from ctrl_teach import profile as current_profile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=("quick", "full"), default=None,
+                        help="default: CTRL_TEACH_PROFILE (quick without CUDA)")
+    parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=None,
+                        help="run only these experiments")
+    parser.add_argument("--out", default="experiments_benchmark.json")
+    parser.add_argument("--figures", default=None,
+                        help="also save one PNG per experiment into this directory")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    profile = args.profile or current_profile()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        torch.set_num_threads(1)
+    start = time.perf_counter()
+    results = run_all(experiment_config(profile), profile=profile, device=device,
+                      only=args.only, seed=args.seed)
+    validate_results(results)
+    print()
+    print(format_tables(results))
+    print("notes:")
+    for note in results["notes"]:
+        print(f"  - {note}")
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
+    print(f"total {time.perf_counter() - start:.0f} s ({timings}) on {device}, "
+          f"profile {profile}")
+    with open(args.out, "w") as fh:
+        json.dump(_clean(results), fh, indent=1)
+    print(f"wrote {args.out}")
+    if args.figures:
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from ctrl_teach.experiments import plot_all
+
+        os.makedirs(args.figures, exist_ok=True)
+        for name, fig in plot_all(results).items():
+            fig.savefig(os.path.join(args.figures, f"{name}.png"), dpi=110)
+        print(f"figures in {args.figures}/")
+
+
+if __name__ == "__main__":
+    main()
