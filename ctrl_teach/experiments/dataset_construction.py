@@ -9,7 +9,9 @@ the product reward ``log p(y_1 | x) + log p(y_2 | x)``
 
 * ``ctrl`` (and ``dps``, which uses the same product reward): ``B/2`` points labelled with
   ``y_1`` and ``B/2`` *other* points labelled with ``y_2``;
-* ``cfg``: ``B/2`` points, each labelled with both attributes (flat label ``2 y_1 + y_2``).
+* ``cfg``: ``B/2`` points, each labelled with both attributes (flat label ``2 y_1 + y_2``);
+* ``ctrl`` on the *joint* data as well (two classifiers trained on the same ``B/2`` points),
+  which separates the effect of the data layout from that of the method.
 
 Metrics per requested ``(y_1, y_2)``: distance to the exact target (data rejection with the
 true ``p(y_1 | x) p(y_2 | x)``), joint accuracy ``E[p(y_1, y_2 | x)]`` and per-attribute
@@ -72,14 +74,21 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
         xj, cj = problem.pool_x[perm[:half]], problem.pool_c[perm[:half]]
         yj = problem.label(xj, gen, task=None)
         joint = fit_methods(problem, xj, cj, yj, methods=("cfg",), seed=seed)
-        samplers = dict(method_samplers(problem, separate, references=False))
-        samplers["cfg"] = method_samplers(problem, joint, references=False)["cfg"]
-        for name in ("ctrl", "dps", "cfg"):
-            fn = samplers[name]
+        t0 = time.perf_counter()
+        j1, _ = fit_classifier(problem, xj, yj // 2, seed)
+        j2, _ = fit_classifier(problem, xj, yj % 2, seed + 1)
+        joint.ctrl, _ = fit_ctrl(problem, MultiTaskReward([j1, j2], flat=True), seed=seed,
+                                 num_labels=4)
+        joint.seconds["ctrl"] = time.perf_counter() - t0
+        sep = method_samplers(problem, separate, references=False)
+        jnt = method_samplers(problem, joint, references=False)
+        runs = [("ctrl", "separate", sep["ctrl"], separate), ("dps", "separate", sep["dps"],
+                                                                separate),
+                ("cfg", "joint", jnt["cfg"], joint), ("ctrl", "joint", jnt["ctrl"], joint)]
+        for name, data, fn, fit in runs:
             m = evaluate_method(problem, fn, targets, s["eval_samples"], seed)
             a1, a2 = _attribute_accuracy(problem, fn, s["eval_samples"], seed)
-            data = "joint" if name == "cfg" else "separate"
-            secs = (joint if name == "cfg" else separate).seconds[name]
+            secs = fit.seconds[name]
             rows.append(dict(problem=problem.name, budget=int(budget), method=name,
                              data=data, labelled_points=half if data == "joint" else 2 * half,
                              labels=2 * half, ed=m["ed"], accuracy=m["accuracy"],

@@ -66,16 +66,17 @@ def plot_dataset_construction(results: dict):
     res = _part(results, "dataset_construction")
     rows = res["rows"]
     budgets = sorted({r["budget"] for r in rows})
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    series = list(dict.fromkeys((r["method"], r["data"]) for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    width = 0.8 / len(methods)
-    for k, method in enumerate(methods):
+    width = 0.8 / len(series)
+    for k, (method, data) in enumerate(series):
         for ax, metric in zip(axes, ("accuracy", "ed")):
             vals = [next((r[metric] for r in rows if r["method"] == method and
-                          r["budget"] == b), float("nan")) for b in budgets]
-            data = next(r["data"] for r in rows if r["method"] == method)
+                          r["data"] == data and r["budget"] == b), float("nan"))
+                    for b in budgets]
             ax.bar([i + k * width for i in range(len(budgets))], vals, width,
-                   color=_COLORS.get(method), label=f"{method} ({data})")
+                   color=_COLORS.get(method), alpha=1.0 if data == "separate" else 0.55,
+                   hatch=None if data == "separate" else "//", label=f"{method} ({data})")
     for ax, label in zip(axes, ("joint accuracy (truth)", "energy distance to target")):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(budgets))])
         ax.set_xticklabels([f"B={b}" for b in budgets])
