@@ -138,7 +138,7 @@ def test_csv_and_table(student_reports, tmp_path):
 
 
 def test_grader_survives_a_broken_submission_and_ignores_check_cells(tmp_path):
-    """A wrong KL, a cell that raises, a deleted check cell: graded, with a useful message."""
+    """A wrong KL, a cell that raises, deleted and patched checks: graded, useful message."""
     nb = nbformat.reads(make.generate("solution")["a1_gaussian_kl.ipynb"], as_version=4)
     cells = []
     for cell in nb.cells:
@@ -148,6 +148,8 @@ def test_grader_survives_a_broken_submission_and_ignores_check_cells(tmp_path):
             cell.source = cell.source.replace("(2 * std**2)", "std**2")   # forgot the 1/2
         cells.append(cell)
     cells.insert(3, nbformat.v4.new_code_cell("undefined_name + 1"))
+    cells.append(nbformat.v4.new_code_cell(                  # tampering with the checks
+        "a1.check_kl = lambda *args, **kwargs: None\na1.QUESTIONS.clear()"))
     nb.cells = cells
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)

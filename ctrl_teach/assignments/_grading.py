@@ -38,6 +38,11 @@ def emit_grades(assignment: str, namespace: dict) -> None:
     """Grade ``assignment`` on ``namespace`` (hidden variants) and print the JSON line."""
     import importlib
 
-    module = importlib.import_module(f"ctrl_teach.assignments.{assignment}")
+    # Fresh copies of the checks: a notebook that replaced a check function (say
+    # `a1.check_kl = lambda *a, **k: ...`) does not grade itself with its replacement.
+    from . import _core
+
+    importlib.reload(_core)
+    module = importlib.reload(importlib.import_module(f"ctrl_teach.assignments.{assignment}"))
     results = grade_questions(module.QUESTIONS, namespace, hidden=True, verbose=False)
     print(RESULT_MARKER + json.dumps([r.as_dict() for r in results]))

@@ -13,6 +13,8 @@ For every notebook the grader
 4. prints a per-question table and, with ``--csv``, writes one row per question.
 
 Student code runs with the grader's permissions: grade untrusted submissions in a container.
+The hidden checks run in the student's kernel (they need the student's objects), with freshly
+reloaded check modules; that stops accidental or casual tampering, not a determined attacker.
 """
 
 from __future__ import annotations
@@ -92,8 +94,12 @@ def _children_cpu() -> float:
 def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
                    kernel_name: str = "python3") -> GradeReport:
     """Execute ``path`` and grade it; never raises for a broken submission."""
-    import nbformat
-    from nbclient import NotebookClient
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as exc:  # not dependencies of the package: the grader is for instructors
+        raise ImportError("the grader needs nbformat, nbclient and ipykernel: "
+                          "pip install nbformat nbclient ipykernel") from exc
 
     path = Path(path)
     start, cpu_start = time.perf_counter(), _children_cpu()
@@ -109,8 +115,10 @@ def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
     blank = _max_points(assignment)
     n_student = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell(
-        "from ctrl_teach.assignments._grading import emit_grades as _ctrl_teach_emit\n"
-        f"_ctrl_teach_emit({assignment!r}, globals())"))
+        "import importlib as _ctrl_teach_il\n"
+        "import ctrl_teach.assignments._grading as _ctrl_teach_grading\n"
+        "_ctrl_teach_il.reload(_ctrl_teach_grading)"
+        f".emit_grades({assignment!r}, globals())"))
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     try:
