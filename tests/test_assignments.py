@@ -160,11 +160,22 @@ def test_grader_survives_a_broken_submission_and_ignores_check_cells(tmp_path):
     assert by_q["a1.q3"]["points"] == 0       # the path KL inherits the wrong per-step KL
 
 
-def test_grader_reports_an_unreadable_notebook(tmp_path):
+def test_grader_reports_an_unreadable_notebook(tmp_path, capsys):
+    from ctrl_teach.assignments.grade import main
+
     path = tmp_path / "a1_broken.ipynb"
     path.write_text("{not json")
     rep = grade_notebook(path)
     assert rep.error.startswith("cannot read notebook") and rep.points == 0
+    out = tmp_path / "grades.csv"
+    assert main([str(path), "--csv", str(out)]) == 0           # the command does not crash
+    rows = list(csv.DictReader(out.open()))
+    assert rows[-1]["question"] == "TOTAL" and "cannot read notebook" in rows[-1]["message"]
+
+
+def test_make_assignments_check_command(capsys):
+    assert make.main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
 
 
 # -- typical wrong answers get messages that say what to look at --------------------------

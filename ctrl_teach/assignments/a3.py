@@ -40,6 +40,9 @@ def true_classifier():
 
 def make_data(n: int, seed: int):
     """``(x (n, 2), y (n,))``: ``x ~ N(0, 1.5^2 I)``, ``y ~ Bernoulli(p(y = 1 | x))``."""
+    from .._checks import check_nonnegative_int, check_positive_int
+
+    n, seed = check_positive_int("n", n), check_nonnegative_int("seed", seed)
     g = torch.Generator().manual_seed(seed)
     x = SPREAD * torch.randn(n, 2, generator=g)
     with torch.no_grad():

@@ -90,6 +90,9 @@ def true_classifier():
 
 def make_offline_data(n: int, seed: int):
     """``(x (n, 1), y (n,))``: data-law points with labels drawn from the true classifier."""
+    from .._checks import check_nonnegative_int, check_positive_int
+
+    n, seed = check_positive_int("n", n), check_nonnegative_int("seed", seed)
     g = torch.Generator().manual_seed(seed)
     x = _mixture().sample(n, generator=g)
     with torch.no_grad():
