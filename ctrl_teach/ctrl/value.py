@@ -300,7 +300,7 @@ def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, y, *, al
     """Exact soft value for Gaussian data ``N(m, v I)`` and a :class:`GaussianLikelihood`.
 
     With ``x_0 | x_t ~ N(A x_t + B, V I)`` (:func:`gaussian_chain_to_data`), reward
-    ``r = gamma log N(o; w.x_0, tau^2)`` and ``lambda = gamma / alpha``,
+    ``r = gamma log N(o; w.x_0, tau^2)`` and ``lambda = gamma / alpha``::
 
         exp(r / alpha) = (2 pi tau^2)^((1 - lambda)/2) lambda^(-1/2) N(o; w.x_0, tau^2/lambda),
 
@@ -311,8 +311,10 @@ def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, y, *, al
 
     Args:
         x: ``(N, d)`` states before step ``step_index`` (``0..K``); sampler: the sampler;
-        data_mean, data_var: ``m`` (number or ``(d,)``) and ``v``; reward: the
-        :class:`GaussianLikelihood` (``y`` picks its observation ``o``); alpha, gamma: weights.
+            data_mean, data_var: ``m`` (number or ``(d,)``) and ``v``; reward: the
+            :class:`GaussianLikelihood` (``y`` picks its observation ``o``); alpha, gamma:
+            weights.
+
     Returns: ``(N,)`` values in ``x``'s dtype.
 
     Introduced in: Chapter 4 (The soft-optimal policy).
