@@ -2,18 +2,18 @@
 
 For a pre-trained chain ``x_T -> ... -> x_0`` (steps of a :class:`DiffusionSampler`) and a
 terminal reward ``r(x_0) = gamma log p(y | x_0, c)`` with KL weight ``alpha``, the soft value of
-the state ``x_t`` is
+the state ``x_t`` is::
 
     v_t(x) = alpha log E_pre[ exp(r(x_0) / alpha) | x_t = x ],        v_0 = r,
 
 and it obeys the soft Bellman recursion ``v_t(x) = alpha log E_{p_pre(x_t' | x_t = x)}[exp(
-v_t'(x_t') / alpha)]``. The soft-optimal step is the pre-trained step tilted by the next value,
+v_t'(x_t') / alpha)]``. The soft-optimal step is the pre-trained step tilted by the next value::
 
     p*(x_t' | x_t) ∝ p_pre(x_t' | x_t) exp(v_t'(x_t') / alpha),
 
 whose mean, to first order in the step's std ``sigma_t``, is ``mean_pre + sigma_t^2 grad v_t'
 (mean_pre) / alpha``: in noise units (the units of :class:`~ctrl_teach.ctrl.HeadAugmentedModel`)
-the soft-optimal control is
+the soft-optimal control is::
 
     a*(x_t) = sigma_t grad_{x'} v_t'(x') / alpha   at  x' = mean_pre(x_t).
 
@@ -125,7 +125,7 @@ def monte_carlo_value(network, sampler, reward_model, x, step_index, c, y, *, al
     ``x`` is the state *before* step ``step_index`` of ``sampler`` (``t = sampler.timesteps[
     step_index]``; ``step_index = sampler.num_steps`` means ``x`` is already ``x_0`` and
     ``v = r``). Each row is continued ``num_rollouts`` times with the frozen pre-trained steps
-    and the estimate is the log-mean-exp
+    and the estimate is the log-mean-exp::
 
         v_hat(x) = alpha log( (1/M) sum_j exp(r(x_0^j) / alpha) ).
 
@@ -163,7 +163,7 @@ def monte_carlo_value(network, sampler, reward_model, x, step_index, c, y, *, al
 
 def optimal_control(network, sampler, reward_model, x, step_index, c, y, *, alpha=1.0,
                     gamma=1.0, num_rollouts=64, generator=None):
-    """Soft-optimal control of step ``step_index`` in noise units, first-order form:
+    """Soft-optimal control of step ``step_index`` in noise units, first-order form::
 
         a*(x_t) = sigma_t grad_{x'} v_t'(x') / alpha   at  x' = mean_pre(x_t),
 
@@ -241,7 +241,7 @@ def gaussian_chain_to_data(sampler, data_mean, data_var, step_index):
     """``x_0 | x_t`` under the exact-denoiser chain of Gaussian data ``N(m, v I)``.
 
     Every step is affine, ``x_t' = s_k x_t + b_k + sigma_k z``, so from the state before step
-    ``step_index`` the chain's output is ``x_0 = A x_t + B + sqrt(V) z`` with
+    ``step_index`` the chain's output is ``x_0 = A x_t + B + sqrt(V) z`` with::
 
         (A, B, V) <- (s_k A, s_k B + b_k, s_k^2 V + sigma_k^2)   for k = step_index..K-1.
 
