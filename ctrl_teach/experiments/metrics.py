@@ -4,7 +4,7 @@ For each evaluation pair ``(c, y)`` of a :class:`~.problems.Problem`:
 
 * ``ed``: energy distance ``2 E|X - T| - E|X - X'| - E|T - T'|`` between generated samples
   ``X`` and exact target samples ``T`` (rejection from the data with the *true* rule), on
-  flattened inputs, or on ``problem.features`` (digits: the oracle's features);
+  flattened inputs (or on ``problem.features`` when a problem sets it);
 * ``accuracy``: ``E_X[p_true(y | X)]`` (for a deterministic rule, the fraction of samples
   whose true label is the requested ``y``);
 * ``diversity``: ``E|X - X'| / E|T - T'|``, mean pairwise distance relative to the target's

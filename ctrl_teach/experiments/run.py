@@ -35,6 +35,11 @@ def _notes(config: dict, profile: str) -> list:
         "rejection from the data; diversity = mean pairwise distance / target's.",
         "rejection = exact samples of the pre-trained model tilted by the *learned* "
         "classifier (CTRL's optimum given its classifier), not of the true target.",
+        "digits: ed and diversity are measured in pixels against one half of the real "
+        "digits; the target row is the other half. The pre-trained digits model was trained "
+        "on all real digits and its samples lie close to them, so ed can be below the "
+        "target row (even negative): compare methods with each other and with the "
+        "pretrained row.",
         f"digits uses N in {se['digits_sizes']} (None = all) and "
         f"{config['digits']['ctrl_iterations']} CTRL iterations at batch "
         f"{config['digits']['ctrl_batch']} in this profile.",

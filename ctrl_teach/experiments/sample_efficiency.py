@@ -3,10 +3,11 @@
 For each ``N``, one labelled dataset ``(x, c, y)`` is drawn from the problem's offline pool
 with the true labelling rule, every method is fitted on it (:func:`~.methods.fit_methods`),
 and its samples are scored against the exact target (:mod:`.metrics`). N-independent
-reference rows: ``target`` (a second exact draw: the noise floor of the distance and the
-best attainable accuracy) and ``pretrained`` (doing nothing). ``rejection`` (per ``N``) is the
-exact optimum CTRL aims at *given its learned classifier*: the gap target -> rejection is the
-classifier's error, rejection -> ctrl the fine-tuning error.
+reference rows: ``target`` (an independent exact draw, ``part="reference"``: the noise floor
+of the distance and the best attainable accuracy) and ``pretrained`` (doing nothing).
+``rejection`` (per ``N``) is the exact optimum CTRL aims at *given its learned classifier*:
+the gap target -> rejection is the classifier's error, rejection -> ctrl the fine-tuning
+error.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def run_sample_efficiency(problem, sizes, methods=METHODS, seed: int = 0, target
                                                                seed + 7)
     n_eval = s["eval_samples"]
     refs = [_row(problem, "target", None, 0, evaluate_method(
-        problem, lambda n, c, y, g: problem.target(c, y, n, g), targets, n_eval, seed + 99), 0.0)]
+        problem, lambda n, c, y, g: problem.target(c, y, n, g, part="reference"), targets,
+        n_eval, seed + 99), 0.0)]
     for r in refs:   # the target ignores c: its c-accuracy is meaningless
         r.pop("c_accuracy", None)
     rows, classifiers, fitted = [], [], None
