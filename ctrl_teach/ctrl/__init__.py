@@ -21,6 +21,7 @@ from .calibration import (
     train_classifier,
 )
 from .finetune import FinetuneHistory, Rollout, draw_labels, finetune, rollout, sample
+from .images import DigitReward, digit_sampler, evaluate_digits, fit_digit_reward
 from .known_rewards import GaussianLikelihood, ProbitClassifier
 from .references import evaluate_against_target
 from .rewards import (
@@ -50,4 +51,5 @@ __all__ = [
     "condition_pretrained",
     "monte_carlo_value", "optimal_control", "gaussian_chain_to_data", "gaussian_value",
     "gaussian_optimal_control",
+    "DigitReward", "digit_sampler", "evaluate_digits", "fit_digit_reward",
 ]

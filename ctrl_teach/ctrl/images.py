@@ -79,25 +79,29 @@ def evaluate_digits(augmented, digit_reward: DigitReward, oracle, *, per_pair: i
     Returns: a dict of means over all pairs: ``y_accuracy`` (true scorer's bucket == y) of
     the fine-tuned samples and ``y_accuracy_rejection`` of the target samples,
     ``digit_accuracy`` (oracle's digit == c) of both, the Fréchet distance on the oracle's
-    features (``fid``: fine-tuned vs target, ``fid_pretrained``: pre-trained vs target,
-    pooled over all pairs), the certificate ``gap`` (alpha = 1), and ``pairs``, per-pair rows.
+    features (``fid``: fine-tuned vs target, ``fid_pretrained``: pre-trained vs target; for
+    each ``y`` the samples of all digits are pooled, then the distances are averaged over
+    ``y``), the certificate ``gap`` (alpha = 1), and ``pairs``, per-pair rows.
 
     Introduced in: Chapter 7 (CTRL on images).
     """
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     reward = digit_reward.reward
-    scorer, rows, pools = digit_reward.scorer, [], {"ctrl": [], "target": [], "pre": []}
+    scorer, rows, fids = digit_reward.scorer, [], []
     with torch.no_grad():
-        for c in range(augmented.num_conditions):
-            for y in range(augmented.num_labels):
+        for y in range(augmented.num_labels):
+            pools = {"ctrl": [], "target": [], "pre": []}
+            for c in range(augmented.num_conditions):
                 rows.append(_evaluate_pair(augmented, reward, scorer, oracle, c, y, per_pair,
                                            candidates, gen, pools))
-        feats = {k: oracle.features(torch.cat(v)) for k, v in pools.items()}
+            feats = {k: oracle.features(torch.cat(v)) for k, v in pools.items()}
+            fids.append((frechet_distance(feats["ctrl"], feats["target"]),
+                         frechet_distance(feats["pre"], feats["target"])))
     out = {k: sum(r[k] for r in rows) / len(rows) for k in
            ("y_accuracy", "y_accuracy_rejection", "digit_accuracy", "digit_accuracy_rejection",
             "gap")}
-    out.update(fid=frechet_distance(feats["ctrl"], feats["target"]),
-               fid_pretrained=frechet_distance(feats["pre"], feats["target"]), pairs=rows)
+    out.update(fid=sum(f[0] for f in fids) / len(fids),
+               fid_pretrained=sum(f[1] for f in fids) / len(fids), pairs=rows)
     return out
 
 
