@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_tensor
-from ..diffusion import DiffusionSampler, MLPDenoiser, NoiseSchedule, train_denoiser
+from ..diffusion import DiffusionSampler, MLPDenoiser, NoiseSchedule, model_device, train_denoiser
 from ..pretrained import PretrainedDiffusion
 from .augmented import AugmentedModel, HeadAugmentedModel, LoRAAugmentedModel
 from .calibration import train_classifier
@@ -135,7 +135,9 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
                          f"got {type(pretrained).__name__}")
     cls = HeadAugmentedModel if variant == "head" else LoRAAugmentedModel
     torch.manual_seed(seed)
-    augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model))
+    device = model_device(network)       # the new parameters and the reward live with it
+    augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model)).to(device)
+    reward_model = reward_model.to(device)
     history = finetune(augmented, reward_model, iterations=iterations, batch_size=batch_size,
                        lr=lr, alpha=alpha, gamma=gamma, seed=seed, progress=progress,
                        **finetune_kwargs)
