@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["RUNTIMES_FILE", "load_runtimes", "record_runtime", "runtime_box"]
+__all__ = ["RUNTIMES_FILE", "load_runtimes", "record_runtime", "runtime_box", "runtime_table"]
 
 RUNTIMES_FILE = Path(__file__).with_name("book_data") / "runtimes.json"
 
@@ -54,3 +54,14 @@ def runtime_box(chapter: str):
         f"quick profile on a 2-core CPU: {_describe(records.get('quick/cpu'))}; "
         f"full profile on a GPU: {_describe(records.get('full/gpu'))}."
     )
+
+
+def runtime_table():
+    """Markdown table of every chapter's measured runtime (the appendix page "Runtimes")."""
+    from IPython.display import Markdown
+
+    lines = ["| chapter | quick profile, CPU | full profile, GPU |", "| --- | --- | --- |"]
+    for chapter, records in sorted(load_runtimes().items()):
+        lines.append(f"| `{chapter}` | {_describe(records.get('quick/cpu'))} | "
+                     f"{_describe(records.get('full/gpu'))} |")
+    return Markdown("\n".join(lines))
