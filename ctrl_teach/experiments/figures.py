@@ -46,6 +46,7 @@ def plot_sample_efficiency(results: dict, metrics=("ed", "accuracy")):
                 ax.axhline(ref[metric], ls="--", color=_COLORS.get(ref["method"]),
                            label=ref["method"])
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(_plt().NullFormatter())
             ax.set_xlabel("labelled examples N")
             ax.set_ylabel({"ed": "energy distance to target", "accuracy": "accuracy (truth)",
                            "diversity": "diversity / target's"}.get(metric, metric))
