@@ -11,9 +11,10 @@ Gradient modes:
 * ``"full"``: back-propagate through every step (memory grows with the number of steps);
 * ``"checkpoint"``: the same gradient, recomputing each step in the backward pass
   (``torch.utils.checkpoint``), so memory stays flat;
-* ``"truncated"``: ``x_t`` is detached before the last ``truncate_steps`` steps. The KL of the
-  earlier steps is still counted in the reported J but not differentiated, and the reward's
-  effect on earlier controls is ignored: a *biased* gradient that under-trains early steps.
+* ``"truncated"``: the steps before the last ``truncate_steps`` run without a graph
+  (``no_grad``), so neither their memory nor their gradient is kept. Their KL is still counted
+  in the reported J but not differentiated, and the reward's effect on earlier controls is
+  ignored: a *biased* gradient that under-trains early steps.
 """
 
 from __future__ import annotations
@@ -98,8 +99,6 @@ def rollout(augmented: AugmentedModel, reward_model, c, y, generator=None, *,
     K = augmented.sampler.num_steps
     kls = []
     for i in range(K):
-        if gradient == "truncated" and i == K - truncate_steps:
-            x = x.detach()
         std = float(augmented.sampler.sigmas[i])
         noise = gaussian_noise(shape, generator, device) if std > 0 else None
 
@@ -107,12 +106,13 @@ def rollout(augmented: AugmentedModel, reward_model, c, y, generator=None, *,
             step, a = augmented.step(x_in, i, c, y)
             return step.sample(noise=noise), 0.5 * a.flatten(1).pow(2).sum(1)
 
-        if gradient == "checkpoint" and torch.is_grad_enabled():
+        if gradient == "truncated" and i < K - truncate_steps:
+            with torch.no_grad():             # before the cut: no graph, so no memory for it
+                x, kl = one_step(x)
+        elif gradient == "checkpoint" and torch.is_grad_enabled():
             x, kl = checkpoint(one_step, x, use_reentrant=False)
         else:
             x, kl = one_step(x)
-        if gradient == "truncated" and i < K - truncate_steps:
-            kl = kl.detach()
         kls.append(kl)
     kl = torch.stack(kls, dim=1)
     logr = reward_log_prob(reward_model, x, c, y)
