@@ -61,7 +61,7 @@ class LabelConditionedDenoiser(nn.Module):
         init: ``"pretrained"`` (copy the weights) or ``"scratch"`` (re-initialise them).
     Forward: ``(x, t, cond=None, y=None)``; ``y=None`` means the null label.
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, network: nn.Module, num_labels: int, init: str = "pretrained"):
@@ -104,7 +104,7 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
             ``lr``; CTRL's released code trains its new embedding 10x faster than the rest).
     Returns: ``{"losses": [...], "seconds": float}``; the model is left frozen, in eval mode.
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
     if not isinstance(model, LabelConditionedDenoiser):
         raise ValueError(f"model must be a LabelConditionedDenoiser, got "
@@ -157,7 +157,7 @@ class ClassifierFreeGuided(nn.Module):
             model itself, one evaluation per step; ``w > 0``: two).
     Use: ``sampler.sample(ClassifierFreeGuided(model, y, w), n, c)``.
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, model: LabelConditionedDenoiser, y, w: float = 0.0):

@@ -58,7 +58,7 @@ class DPSGuided(nn.Module):
     Use: ``sampler.sample(DPSGuided(net, clf, schedule, y, gamma), n, c)``.
     Cost per step: one network forward *and backward*, one classifier forward and backward.
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, network: nn.Module, classifier: nn.Module, schedule: NoiseSchedule,

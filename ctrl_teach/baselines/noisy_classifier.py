@@ -33,7 +33,7 @@ class NoisyMLPClassifier(nn.Module):
         width, depth: hidden width and number of hidden layers; emb_dim: time embedding size.
     Returns (forward ``(x, t, c=None)``): ``(N, K)`` log-probabilities (``c`` ignored).
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, data_dim: int = 2, num_classes: int = 2, num_timesteps: int = 100,
@@ -59,7 +59,7 @@ class NoisyCNNClassifier(nn.Module):
 
     The time embedding is added to the first feature map (as in a U-Net block).
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, num_classes: int = 3, channels: int = 1, image_size: int = 8,
@@ -94,7 +94,7 @@ def train_noisy_classifier(model: nn.Module, schedule: NoiseSchedule, x: torch.T
         steps, batch_size, lr: Adam budget (cosine-decayed learning rate); seed: RNG seed.
     Returns: the list of minibatch losses (model left in eval mode, frozen).
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
     if not isinstance(schedule, NoiseSchedule):
         raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")

@@ -24,7 +24,7 @@ __all__ = ["PretrainedSampler", "RejectionResult", "rejection_baseline"]
 class PretrainedSampler:
     """``(network, sampler)`` with a ``sample(n, cond, generator)`` method that counts draws.
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
     def __init__(self, network: nn.Module, sampler: DiffusionSampler):
@@ -68,7 +68,7 @@ def rejection_baseline(network: nn.Module, sampler: DiffusionSampler, reward_mod
         n: samples wanted; c: int or None; y: int; batch: candidates per round.
     Returns: a :class:`RejectionResult` (the cost is the expected one, ``K / Z_hat``).
 
-    Introduced in: Chapter 8 (Experiments: baselines).
+    Introduced in: Chapter 2 (Adding a control: guidance).
     """
     n = check_positive_int("n", n)
     batch = check_positive_int("batch", batch)
