@@ -22,12 +22,17 @@ def load_runtimes(path: Path = RUNTIMES_FILE) -> dict:
 
 
 def record_runtime(chapter: str, seconds: float, profile: str, device: str, date: str,
-                   path: Path = RUNTIMES_FILE) -> None:
-    """Store one measured chapter runtime under the key ``"<profile>/<device kind>"``."""
+                   path: Path = RUNTIMES_FILE, load: float | None = None) -> None:
+    """Store one measured chapter runtime under the key ``"<profile>/<device kind>"``.
+
+    ``load``: the machine's 1-minute load average when the run ended (other jobs sharing
+    the CPU inflate the time; the box reports it so a reader can tell).
+    """
     records = load_runtimes(path)
     kind = "gpu" if str(device).startswith("cuda") else "cpu"
     records.setdefault(chapter, {})[f"{profile}/{kind}"] = {
-        "seconds": round(float(seconds), 1), "device": str(device), "date": date}
+        "seconds": round(float(seconds), 1), "device": str(device), "date": date,
+        "load": None if load is None else round(float(load), 1)}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -38,7 +43,9 @@ def _describe(entry: dict | None) -> str:
         return "not measured yet"
     s = entry["seconds"]
     took = f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
-    return f"{took} ({entry['device']}, measured {entry['date']})"
+    load = entry.get("load")
+    busy = f", shared CPU: load average {load}" if load is not None and load > 2.5 else ""
+    return f"{took} ({entry['device']}, measured {entry['date']}{busy})"
 
 
 def runtime_box(chapter: str):

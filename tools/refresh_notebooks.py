@@ -40,7 +40,7 @@ def refresh(path: str) -> None:
                    resources={"metadata": {"path": os.path.dirname(path) or "."}}).execute()
     seconds = time.perf_counter() - start
     record_runtime(Path(path).stem, seconds, profile, str(default_device()),
-                   datetime.date.today().isoformat())
+                   datetime.date.today().isoformat(), load=os.getloadavg()[0])
     if profile == "quick":
         for cell in nb.cells:
             if cell.cell_type == "code" and not cell.source.lstrip().startswith(f"# {CHECK_MARK}"):
