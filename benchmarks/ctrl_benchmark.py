@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -48,6 +47,7 @@ from ctrl_teach.ctrl import (
 from ctrl_teach.ctrl.references import (
     certificate_gap,
     evaluate_against_target,
+    gaussian_log_evidence,
     gaussian_posterior,
     rejection_sample,
 )
@@ -80,8 +80,7 @@ def gaussian_outcome():
     m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
     m_post, v_post = gaussian_posterior(m_s, v_s, y_obs, tau)
     x = sample(aug, 20000, None, 0, generator=torch.Generator().manual_seed(1))
-    log_z = -0.5 * (y_obs - m_s) ** 2 / (v_s + tau**2) - 0.5 * math.log(
-        2 * math.pi * (v_s + tau**2))
+    log_z = gaussian_log_evidence(m_s, v_s, y_obs, tau)
     with torch.no_grad():
         out = rollout(aug, reward, None, torch.zeros(8000, dtype=torch.long),
                       torch.Generator().manual_seed(2))

@@ -5,10 +5,10 @@ median split of the true ink-mass scorer ("little ink" / "much ink"); reward = a
 classifier trained on 1400 real labelled digits, temperature-scaled; 10-step eta=1 sampler;
 head control with the pre-trained x0_hat as an extra input; 300 iterations of batch 64.
 
-Measured (quick, 2-core CPU): y-accuracy 0.919 against 0.937 for rejection sampling from the
-same pre-trained sampler, digit accuracy 0.997 (300 iterations; the test runs 400). With tertile buckets (3 classes) the middle
-bucket stays under-trained at this budget (y-accuracy 0.83 against 0.92): see
-``benchmarks/ctrl_benchmark.py --digits-buckets 3``.
+Measured (quick, 2-core CPU, 300 iterations; the test runs 400): y-accuracy 0.919 against
+0.937 for rejection sampling from the same pre-trained sampler, digit accuracy 0.997. With
+tertile buckets (3 classes) the middle bucket stays under-trained at this budget (y-accuracy
+0.83 against 0.92): see ``benchmarks/ctrl_benchmark.py --digits-buckets 3``.
 """
 
 import pytest

@@ -150,6 +150,16 @@ def mean_confidence(x: torch.Tensor, reward_model, y, c=None) -> float:
     return float(_log_accept(reward_model, x, c, y, 1.0).exp().mean())
 
 
+def gaussian_log_evidence(prior_mean: float, prior_var: float, obs: float, tau: float) -> float:
+    """``log Z = log N(obs; m, v + tau^2)``: the exact ``alpha log Z`` (alpha = 1) of a
+    Gaussian prior ``N(m, v)`` with the reward ``log N(obs; x, tau^2)``.
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
+    var = check_positive_float("prior_var", prior_var) + check_positive_float("tau", tau) ** 2
+    return -0.5 * (obs - prior_mean) ** 2 / var - 0.5 * math.log(2 * math.pi * var)
+
+
 def gaussian_posterior(prior_mean: float, prior_var: float, obs: float, tau: float,
                        power: float = 1.0) -> tuple[float, float]:
     """Posterior of ``N(m, v)`` prior times ``N(obs; x, tau^2)^power``: ``(mean, var)``.
