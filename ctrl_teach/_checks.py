@@ -128,3 +128,10 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_eps_network(name: str, network) -> None:
+    """An eps-network must expose ``data_shape`` and ``num_conditions`` (the samplers' contract)."""
+    for attr in ("data_shape", "num_conditions"):
+        if not hasattr(network, attr):
+            raise ValueError(f"{name} must have a {attr} attribute")

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_positive_float, check_positive_int
+from .._checks import check_eps_network, check_positive_float, check_positive_int
 from ..diffusion import NoiseSchedule
 from ._common import broadcast_labels, grad_wrt, pick_log_prob
 
@@ -52,9 +52,7 @@ class ClassifierGuided(nn.Module):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        for attr in ("data_shape", "num_conditions"):
-            if not hasattr(network, attr):
-                raise ValueError(f"network must have a {attr} attribute")
+        check_eps_network("network", network)
         if not hasattr(classifier, "num_classes"):
             raise ValueError("classifier must have a num_classes attribute")
         self.network, self.classifier, self.schedule = network, classifier, schedule

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_positive_float
+from .._checks import check_eps_network, check_positive_float
 from ..ctrl.rewards import num_reward_labels, reward_log_prob
 from ..diffusion import NoiseSchedule
 from ._common import broadcast_labels, grad_wrt
@@ -66,9 +66,7 @@ class DPSGuided(nn.Module):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        for attr in ("data_shape", "num_conditions"):
-            if not hasattr(network, attr):
-                raise ValueError(f"network must have a {attr} attribute")
+        check_eps_network("network", network)
         self.num_labels = num_reward_labels(classifier)
         self.network, self.classifier, self.schedule = network, classifier, schedule
         self.data_shape, self.num_conditions = network.data_shape, network.num_conditions

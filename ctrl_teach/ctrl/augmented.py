@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_labels, check_positive_int
+from .._checks import check_eps_network, check_labels, check_positive_int
 from ..diffusion import DiffusionSampler, GaussianStep, sinusoidal_embedding
 
 __all__ = ["ControlHead", "AugmentedModel", "HeadAugmentedModel", "LoRALinear", "LoRAConv2d",
@@ -97,9 +97,7 @@ class AugmentedModel(nn.Module):
         super().__init__()
         if not isinstance(sampler, DiffusionSampler):
             raise ValueError(f"sampler must be a DiffusionSampler, got {type(sampler).__name__}")
-        for attr in ("data_shape", "num_conditions"):
-            if not hasattr(network, attr):
-                raise ValueError(f"network must have a {attr} attribute")
+        check_eps_network("network", network)
         self.network = network.requires_grad_(False).eval()
         self.sampler = sampler
         self.num_labels = check_positive_int("num_labels", num_labels)
