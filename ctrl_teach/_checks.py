@@ -20,6 +20,8 @@ __all__ = [
     "check_tensor",
     "check_labels",
     "check_choice",
+    "check_eps_network",
+    "broadcast_labels",
 ]
 
 
@@ -93,10 +95,12 @@ def check_tensor(
     return x
 
 
-def check_labels(name: str, labels, num_classes: int, batch: int | None = None) -> torch.Tensor:
-    """Check integer class labels in ``{0, ..., num_classes - 1}``; return a long tensor.
+def check_labels(name: str, labels, num_labels: int | None, batch: int | None = None
+                 ) -> torch.Tensor:
+    """Check integer labels in ``{0, ..., num_labels - 1}``; return a long tensor.
 
-    Accepts an int (broadcast to ``batch``), a sequence or a tensor of integers.
+    Accepts an int (broadcast to ``batch``), a sequence or a tensor of integers. Negative
+    labels are always refused; ``num_labels=None`` skips the upper bound.
     """
     if isinstance(labels, bool):
         raise ValueError(f"{name} must be integer labels, got {labels!r}")
@@ -115,12 +119,26 @@ def check_labels(name: str, labels, num_classes: int, batch: int | None = None) 
     labels = labels.long().reshape(-1)
     if batch is not None and labels.numel() != batch:
         raise ValueError(f"{name} must have {batch} entries, got {labels.numel()}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+    if labels.numel() and labels.min() < 0:
+        raise ValueError(f"{name} must be non-negative integer labels, got values in "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    if labels.numel() and num_labels is not None and labels.max() >= num_labels:
         raise ValueError(
-            f"{name} must lie in 0..{num_classes - 1}, got values in "
+            f"{name} must lie in 0..{num_labels - 1}, got values in "
             f"{int(labels.min())}..{int(labels.max())}"
         )
     return labels
+
+
+def broadcast_labels(name: str, labels, n: int, device=None, num_labels: int | None = None):
+    """The one label normaliser: ``None`` stays ``None``; an int, a one-element tensor or
+    ``(n,)`` integers become a checked long tensor ``(n,)`` on ``device``."""
+    if labels is None:
+        return None
+    if isinstance(labels, torch.Tensor) and labels.numel() == 1 and n != 1:
+        labels = int(labels)
+    labels = check_labels(name, labels, num_labels, batch=n)
+    return labels if device is None else labels.to(device)
 
 
 def check_choice(name: str, value, choices: Sequence[str]) -> str:

@@ -11,13 +11,15 @@ Without it the profile is ``full`` when CUDA is available and ``quick`` otherwis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["profile", "pick", "default_device", "seed_everything", "gaussian_noise"]
+__all__ = ["profile", "pick", "default_device", "seed_everything", "gaussian_noise",
+           "seeded_init", "make_generator"]
 
 _PROFILES = ("quick", "full")
 
@@ -56,6 +58,30 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Run a block (typically module construction) under ``torch.manual_seed(seed)`` without
+    touching the caller's random state: ``torch.random.fork_rng`` saves the global CPU (and
+    initialised CUDA) generators on entry and restores them on exit.
+
+    Library functions that build a network from a ``seed`` use it, so their initial weights
+    are reproducible and a call never reseeds the caller's global RNG.
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def make_generator(generator: torch.Generator | None = None, seed: int = 0) -> torch.Generator:
+    """``generator`` if one is given, else a fresh CPU generator seeded with ``seed``."""
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    return torch.Generator().manual_seed(int(seed))
 
 
 def gaussian_noise(shape, generator: torch.Generator | None = None, device=None,

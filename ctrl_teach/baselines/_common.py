@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_labels
-
-
-def broadcast_labels(name: str, labels, num: int, n: int, device) -> torch.Tensor:
-    """``labels`` (int or ``(n,)``) as a long ``(n,)`` tensor on ``device``."""
-    if isinstance(labels, torch.Tensor) and labels.numel() == 1 and n != 1:
-        labels = int(labels)
-    return check_labels(name, labels, num, batch=n).to(device)
-
 
 def pick_log_prob(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``logp[i, y_i]`` for ``(N, K)`` log-probabilities: shape ``(N,)``."""

@@ -21,21 +21,22 @@ it is the (re-trained) pre-trained model ``p(x | c)``.
 from __future__ import annotations
 
 import copy
-import math
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .._checks import (
+    broadcast_labels,
     check_labels,
     check_positive_float,
     check_positive_int,
     check_probability,
     check_tensor,
 )
+from .._optim import cosine_lr_factor
 from ..diffusion import NoiseSchedule
-from ._common import broadcast_labels
 
 __all__ = ["LabelConditionedDenoiser", "train_cfg_model", "ClassifierFreeGuided", "cfg_eps"]
 
@@ -59,7 +60,7 @@ class LabelConditionedDenoiser(nn.Module):
             original is left untouched).
         num_labels: ``K``; the null label is ``K``.
         init: ``"pretrained"`` (copy the weights) or ``"scratch"`` (re-initialise them).
-    Forward: ``(x, t, cond=None, y=None)``; ``y=None`` means the null label.
+    Forward: ``(x, t, c=None, y=None)``; ``y=None`` means the null label.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
@@ -81,16 +82,29 @@ class LabelConditionedDenoiser(nn.Module):
         self.data_shape = tuple(network.data_shape)
         self.num_conditions = int(network.num_conditions)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, y=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None, y=None) -> torch.Tensor:
         if y is None:
             y = torch.full((x.shape[0],), self.num_labels, dtype=torch.long, device=x.device)
-        return self.network(x, t, cond, extra_emb=self.label(y))
+        return self.network(x, t, c, extra_emb=self.label(y))
+
+
+@dataclass
+class CFGFit:
+    """What :func:`train_cfg_model` returns: the trained (frozen) ``model``, the minibatch
+    ``losses`` and the wall time in ``seconds``.
+
+    Introduced in: Chapter 2 (Adding a control: guidance).
+    """
+
+    model: LabelConditionedDenoiser
+    losses: list
+    seconds: float
 
 
 def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x: torch.Tensor,
-                    y, c=None, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
-                    label_lr: float | None = None, label_drop: float = 0.2,
-                    seed: int = 0) -> dict:
+                    y, *, c=None, iterations: int = 1000, batch_size: int = 256,
+                    lr: float = 1e-3, label_lr: float | None = None, label_drop: float = 0.2,
+                    seed: int = 0) -> CFGFit:
     """Train ``model`` on labelled triples with the denoising loss and label dropout.
 
     ``L = E |eps - eps(x_t, t, c, y~)|^2`` with ``y~ = null`` with probability ``label_drop``
@@ -98,11 +112,20 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
 
     Args:
         model: a :class:`LabelConditionedDenoiser` (trained in place).
-        schedule: its noise schedule; x: ``(N, *data_shape)``; y: ``(N,)`` labels in
-            ``0..K-1``; c: ``(N,)`` pre-trained conditions (required if the network has them).
-        lr: learning rate of the network; label_lr: of the new label embedding (default
-            ``lr``; CTRL's released code trains its new embedding 10x faster than the rest).
-    Returns: ``{"losses": [...], "seconds": float}``; the model is left frozen, in eval mode.
+        schedule: its noise schedule.
+        x: ``(N, *data_shape)`` offline inputs.
+        y: ``(N,)`` labels in ``0..K-1``.
+        c: ``(N,)`` pre-trained conditions (required if the network has them).
+        iterations: Adam iterations (cosine-decayed learning rate).
+        batch_size: minibatch size.
+        lr: learning rate of the network.
+        label_lr: learning rate of the new label embedding (default ``lr``; CTRL's released
+            code trains its new embedding 10x faster than the rest).
+        label_drop: probability of replacing ``y`` by the null label.
+        seed: seeds a local generator.
+
+    Returns:
+        A :class:`CFGFit`; the model is left frozen, in eval mode.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
@@ -117,7 +140,7 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
             raise ValueError("c is required: the pre-trained network is conditional")
         c = check_labels("c", c, model.num_conditions, batch=n)
     label_drop = check_probability("label_drop", label_drop)
-    steps = check_positive_int("steps", steps)
+    steps = check_positive_int("iterations", iterations)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_positive_float("lr", lr)
     device = next(model.parameters()).device
@@ -128,8 +151,7 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
     label_lr = lr if label_lr is None else check_positive_float("label_lr", label_lr)
     opt = torch.optim.Adam([{"params": model.network.parameters(), "lr": lr},
                             {"params": model.label.parameters(), "lr": label_lr}])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: cosine_lr_factor(k, steps))
     losses, start = [], time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(n, (batch_size,), generator=gen).to(device)
@@ -145,7 +167,7 @@ def train_cfg_model(model: LabelConditionedDenoiser, schedule: NoiseSchedule, x:
         sched.step()
         losses.append(float(loss.detach()))
     model.eval().requires_grad_(False)
-    return {"losses": losses, "seconds": time.perf_counter() - start}
+    return CFGFit(model, losses, time.perf_counter() - start)
 
 
 class ClassifierFreeGuided(nn.Module):
@@ -153,14 +175,15 @@ class ClassifierFreeGuided(nn.Module):
 
     Args:
         model: a trained :class:`LabelConditionedDenoiser`.
-        y: int or ``(N,)`` labels; w: guidance weight ``w >= 0`` (``w = 0``: the conditional
-            model itself, one evaluation per step; ``w > 0``: two).
-    Use: ``sampler.sample(ClassifierFreeGuided(model, y, w), n, c)``.
+        y: int or ``(N,)`` labels.
+        w: guidance weight ``w >= 0`` (``w = 0``: the conditional model itself, one
+            evaluation per step; ``w > 0``: two).
+    Use: ``sampler.sample(ClassifierFreeGuided(model, y=y, w=w), n, c=c)``.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
-    def __init__(self, model: LabelConditionedDenoiser, y, w: float = 0.0):
+    def __init__(self, model: LabelConditionedDenoiser, *, y, w: float = 0.0):
         super().__init__()
         if not isinstance(model, LabelConditionedDenoiser):
             raise ValueError(f"model must be a LabelConditionedDenoiser, got "
@@ -169,9 +192,9 @@ class ClassifierFreeGuided(nn.Module):
         self.w = check_positive_float("w", w, allow_zero=True)
         self.data_shape, self.num_conditions = model.data_shape, model.num_conditions
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        y = broadcast_labels("y", self.y, self.model.num_labels, x.shape[0], x.device)
-        eps_cond = self.model(x, t, cond, y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None) -> torch.Tensor:
+        y = broadcast_labels("y", self.y, x.shape[0], x.device, self.model.num_labels)
+        eps_cond = self.model(x, t, c, y)
         if self.w == 0:
             return eps_cond
-        return cfg_eps(eps_cond, self.model(x, t, cond, None), self.w)
+        return cfg_eps(eps_cond, self.model(x, t, c, None), self.w)

@@ -25,9 +25,9 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_eps_network, check_positive_float, check_positive_int
+from .._checks import broadcast_labels, check_eps_network, check_positive_float, check_positive_int
 from ..diffusion import NoiseSchedule
-from ._common import broadcast_labels, grad_wrt, pick_log_prob
+from ._common import grad_wrt, pick_log_prob
 
 __all__ = ["ClassifierGuided", "classifier_guidance_control", "ExactGaussianNoisyLikelihood"]
 
@@ -41,37 +41,36 @@ class ClassifierGuided(nn.Module):
         schedule: the network's :class:`~ctrl_teach.diffusion.NoiseSchedule`.
         y: the requested label (int, or ``(N,)`` matching the sampling batch).
         scale: guidance scale ``s >= 0`` (``s = 0`` is the pre-trained model).
-    Use: ``sampler.sample(ClassifierGuided(net, clf, schedule, y, s), n, c)``.
+    Use: ``sampler.sample(ClassifierGuided(net, clf, schedule, y=y, scale=s), n, c=c)``.
     Cost per step: one network forward, one classifier forward and backward.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
-    def __init__(self, network: nn.Module, classifier: nn.Module, schedule: NoiseSchedule,
+    def __init__(self, network: nn.Module, classifier: nn.Module, schedule: NoiseSchedule, *,
                  y, scale: float = 1.0):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
         check_eps_network("network", network)
-        if not hasattr(classifier, "num_classes"):
-            raise ValueError("classifier must have a num_classes attribute")
+        if not hasattr(classifier, "num_labels"):
+            raise ValueError("classifier must have a num_labels attribute")
         self.network, self.classifier, self.schedule = network, classifier, schedule
         self.data_shape, self.num_conditions = network.data_shape, network.num_conditions
         self.y = y
         self.scale = check_positive_float("scale", scale, allow_zero=True)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        eps = self.network(x, t, cond)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None) -> torch.Tensor:
+        eps = self.network(x, t, c)
         if self.scale == 0:
             return eps
-        y = broadcast_labels("y", self.y, int(self.classifier.num_classes), x.shape[0],
-                             x.device)
-        _, grad = grad_wrt(x, lambda z: pick_log_prob(self.classifier(z, t, cond), y))
+        y = broadcast_labels("y", self.y, x.shape[0], x.device, int(self.classifier.num_labels))
+        _, grad = grad_wrt(x, lambda z: pick_log_prob(self.classifier(z, t, c), y))
         _, b = self.schedule.signal_and_noise(t, dtype=x.dtype, device=x.device)
         return eps - self.scale * b.view(-1, *[1] * (x.ndim - 1)) * grad
 
 
-def classifier_guidance_control(classifier: nn.Module, y, scale: float = 1.0, cond=None):
+def classifier_guidance_control(classifier: nn.Module, *, c=None, y, scale: float = 1.0):
     """Classifier guidance in mean form as a ``control(x_t, step) -> a`` for the sampler.
 
     ``mean <- mean + s sigma_t^2 grad_x log p_phi(y | x_t, t)`` (Dhariwal & Nichol, Alg. 1),
@@ -79,21 +78,23 @@ def classifier_guidance_control(classifier: nn.Module, y, scale: float = 1.0, co
 
     Args:
         classifier: ``classifier(x_t, t, c) -> (N, K)`` log-probabilities.
-        y: int or ``(N,)`` labels; scale: ``s >= 0``; cond: the ``c`` passed to the classifier.
-    Use: ``sampler.sample(net, n, c, control=classifier_guidance_control(clf, y, s, c))``.
+        c: the condition passed to the classifier (``None``, an int or ``(N,)``).
+        y: int or ``(N,)`` labels.
+        scale: ``s >= 0``.
+    Use: ``sampler.sample(net, n, c=c, control=classifier_guidance_control(clf, c=c, y=y))``.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
     scale = check_positive_float("scale", scale, allow_zero=True)
-    if not hasattr(classifier, "num_classes"):
-        raise ValueError("classifier must have a num_classes attribute")
+    if not hasattr(classifier, "num_labels"):
+        raise ValueError("classifier must have a num_labels attribute")
 
     def control(x: torch.Tensor, step) -> torch.Tensor:
         n = x.shape[0]
-        labels = broadcast_labels("y", y, int(classifier.num_classes), n, x.device)
-        c = None if cond is None else torch.as_tensor(cond).long().to(x.device).expand(n)
+        labels = broadcast_labels("y", y, n, x.device, int(classifier.num_labels))
+        cond = broadcast_labels("c", c, n, x.device)
         t = torch.full((n,), step.t, dtype=torch.long, device=x.device)
-        _, grad = grad_wrt(x, lambda z: pick_log_prob(classifier(z, t, c), labels))
+        _, grad = grad_wrt(x, lambda z: pick_log_prob(classifier(z, t, cond), labels))
         return scale * step.std * grad
 
     return control
@@ -121,7 +122,7 @@ class ExactGaussianNoisyLikelihood(nn.Module):
         self.tau = check_positive_float("tau", tau)
         self.register_buffer("obs", torch.as_tensor(observations, dtype=torch.float32)
                              .reshape(-1))
-        self.num_classes = check_positive_int("observations", self.obs.numel())
+        self.num_labels = check_positive_int("observations", self.obs.numel())
         self.schedule = schedule
         self.data_shape = (1,)
 

@@ -9,11 +9,13 @@ Tweedie's estimate of the clean point:
 and guides in eps-form (the classifier variant used as a CTRL/SVDD baseline, related-methods.md
 Sec. 4.2):
 
-    eps_hat = eps_theta - gamma sqrt(1 - abar_t) grad_{x_t} log p(y | x0_hat(x_t), c).
+    eps_hat = eps_theta - zeta sqrt(1 - abar_t) grad_{x_t} log p(y | x0_hat(x_t), c).
 
-The gradient goes *through the eps-network* (one extra backward per step). ``gamma = 0`` is the
-pre-trained model. By Jensen the approximation is biased even at ``gamma = 1``; the
-original DPS normalises the step by the residual norm, here ``gamma`` is a plain step size.
+The gradient goes *through the eps-network* (one extra backward per step). ``zeta = 0`` is the
+pre-trained model. By Jensen the approximation is biased even at ``zeta = 1``; the
+original DPS normalises the step by the residual norm, here the step size ``zeta`` (the
+``scale`` argument; DPS's own symbol, so as not to clash with the reward weight ``gamma``) is
+a plain number.
 It uses the same clean classifier as CTRL and needs no training.
 """
 
@@ -22,26 +24,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_eps_network, check_positive_float
-from ..ctrl.rewards import num_reward_labels, reward_log_prob
+from .._checks import broadcast_labels, check_eps_network, check_positive_float
 from ..diffusion import NoiseSchedule
-from ._common import broadcast_labels, grad_wrt
+from ..target import num_reward_labels, reward_log_prob
+from ._common import grad_wrt
 
-__all__ = ["DPSGuided", "tweedie_x0"]
+__all__ = ["DPSGuided"]
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *[1] * (x.ndim - 1))
-
-
-def tweedie_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor,
-               eps: torch.Tensor) -> torch.Tensor:
-    """``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Tweedie's formula).
-
-    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
-    """
-    a, b = schedule.signal_and_noise(t, dtype=x_t.dtype, device=x_t.device)
-    return (x_t - _bcast(b, x_t) * eps) / _bcast(a, x_t)
 
 
 class DPSGuided(nn.Module):
@@ -53,15 +45,16 @@ class DPSGuided(nn.Module):
             module :func:`~ctrl_teach.ctrl.reward_log_prob` accepts, e.g. a flat
             :class:`~ctrl_teach.ctrl.MultiTaskReward`).
         schedule: the network's noise schedule.
-        y: int or ``(N,)`` requested labels; scale: step size ``gamma >= 0``.
+        y: int or ``(N,)`` requested labels.
+        scale: the step size ``zeta >= 0``.
         clip_x0: clamp ``x0_hat`` to ``[-clip_x0, clip_x0]`` before the classifier (images).
-    Use: ``sampler.sample(DPSGuided(net, clf, schedule, y, gamma), n, c)``.
+    Use: ``sampler.sample(DPSGuided(net, clf, schedule, y=y, scale=zeta), n, c=c)``.
     Cost per step: one network forward *and backward*, one classifier forward and backward.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
 
-    def __init__(self, network: nn.Module, classifier: nn.Module, schedule: NoiseSchedule,
+    def __init__(self, network: nn.Module, classifier: nn.Module, schedule: NoiseSchedule, *,
                  y, scale: float = 1.0, clip_x0: float | None = None):
         super().__init__()
         if not isinstance(schedule, NoiseSchedule):
@@ -74,19 +67,19 @@ class DPSGuided(nn.Module):
         self.scale = check_positive_float("scale", scale, allow_zero=True)
         self.clip_x0 = None if clip_x0 is None else check_positive_float("clip_x0", clip_x0)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None) -> torch.Tensor:
         if self.scale == 0:
-            return self.network(x, t, cond)
-        y = broadcast_labels("y", self.y, int(self.num_labels), x.shape[0], x.device)
+            return self.network(x, t, c)
+        y = broadcast_labels("y", self.y, x.shape[0], x.device, int(self.num_labels))
         out = {}
 
         def log_lik(z):
-            eps = self.network(z, t, cond)
+            eps = self.network(z, t, c)
             out["eps"] = eps.detach()
-            x0 = tweedie_x0(self.schedule, z, t, eps)
+            x0 = self.schedule.predict_x0(z, t, eps)
             if self.clip_x0 is not None:
                 x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-            return reward_log_prob(self.classifier, x0, cond, y)
+            return reward_log_prob(self.classifier, x0, c=c, y=y)
 
         _, grad = grad_wrt(x, log_lik)
         _, b = self.schedule.signal_and_noise(t, dtype=x.dtype, device=x.device)

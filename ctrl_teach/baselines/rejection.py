@@ -15,14 +15,19 @@ import torch
 from torch import nn
 
 from .._checks import check_positive_int
-from ..ctrl.references import mean_confidence, rejection_sample_pretrained
 from ..diffusion import DiffusionSampler
+from ..target import mean_confidence, rejection_sample_pretrained
 
 __all__ = ["PretrainedSampler", "RejectionResult", "rejection_baseline"]
 
 
 class PretrainedSampler:
-    """``(network, sampler)`` with a ``sample(n, cond, generator)`` method that counts draws.
+    """``(network, sampler)`` with a ``sample(n, c=..., generator=...)`` method that counts
+    draws.
+
+    Args:
+        network: the frozen pre-trained eps-network.
+        sampler: its :class:`~ctrl_teach.diffusion.DiffusionSampler`.
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
@@ -38,9 +43,9 @@ class PretrainedSampler:
         """Number of pre-trained samples drawn so far."""
         return sum(len(x) for x in self.drawn)
 
-    def sample(self, n: int, cond=None, generator=None) -> torch.Tensor:
+    def sample(self, n: int, *, c=None, generator=None) -> torch.Tensor:
         """``n`` draws of ``p_pre(x | c)`` (kept in ``self.drawn``)."""
-        x = self.sampler.sample(self.network, n, cond, generator=generator)
+        x = self.sampler.sample(self.network, n, c=c, generator=generator)
         self.drawn.append(x)
         return x
 
@@ -49,7 +54,10 @@ class PretrainedSampler:
 class RejectionResult:
     """Accepted samples and their cost: ``acceptance`` = ``E_pre[p(y | x, c)]`` over all drawn
     candidates (an unbiased estimate of ``Z``), ``nfe_per_sample`` = network evaluations per
-    accepted sample (``K / acceptance``)."""
+    accepted sample (``K / acceptance``).
+
+    Introduced in: Chapter 2 (Adding a control: guidance).
+    """
 
     x: torch.Tensor
     num_drawn: int
@@ -58,22 +66,30 @@ class RejectionResult:
 
 
 def rejection_baseline(network: nn.Module, sampler: DiffusionSampler, reward_model: nn.Module,
-                       n: int, c, y: int, generator: torch.Generator | None = None,
+                       n: int, *, c=None, y: int, generator: torch.Generator | None = None,
                        batch: int = 2048, max_rounds: int = 100) -> RejectionResult:
     """``n`` exact samples of ``p_pre(x | c) p(y | x, c) / Z`` and their cost.
 
     Args:
-        network, sampler: the frozen pre-trained model and its sampler.
+        network: the frozen pre-trained eps-network.
+        sampler: its sampler.
         reward_model: ``(x, c) -> (N, K)`` log-probabilities (CTRL's classifier, or the truth).
-        n: samples wanted; c: int or None; y: int; batch: candidates per round.
-    Returns: a :class:`RejectionResult` (the cost is the expected one, ``K / Z_hat``).
+        n: samples wanted.
+        c: an int condition, or ``None``.
+        y: the int label.
+        generator: a ``torch.Generator`` (default: seed 0).
+        batch: candidates per round.
+        max_rounds: rounds before giving up.
+
+    Returns:
+        A :class:`RejectionResult` (the cost is the expected one, ``K / Z_hat``).
 
     Introduced in: Chapter 2 (Adding a control: guidance).
     """
     n = check_positive_int("n", n)
     batch = check_positive_int("batch", batch)
     pre = PretrainedSampler(network, sampler)
-    x = rejection_sample_pretrained(pre, reward_model, n, c, y, generator=generator,
+    x = rejection_sample_pretrained(pre, reward_model, n, c=c, y=y, generator=generator,
                                     batch=batch, max_rounds=max_rounds)
-    acceptance = mean_confidence(torch.cat(pre.drawn), reward_model, y, c)
+    acceptance = mean_confidence(torch.cat(pre.drawn), reward_model, c=c, y=y)
     return RejectionResult(x, pre.num_drawn, acceptance, sampler.num_steps / acceptance)

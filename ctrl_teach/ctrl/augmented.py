@@ -21,19 +21,43 @@ import torch
 from torch import nn
 
 from .._checks import check_eps_network, check_labels, check_positive_int
-from ..diffusion import DiffusionSampler, GaussianStep, sinusoidal_embedding
+from ..diffusion import DiffusionSampler, GaussianStep, time_embedding
 
 __all__ = ["ControlHead", "AugmentedModel", "HeadAugmentedModel", "LoRALinear", "LoRAConv2d",
-           "LoRAAugmentedModel"]
+           "LoRAAugmentedModel", "pair_index"]
+
+
+def pair_index(c, y, num_labels: int, num_conditions: int):
+    """Row of the ``(c, y)`` pair in a table of ``(num_conditions + 1) * num_labels`` rows.
+
+    ``c * num_labels + y`` (row-major; the extra block ``c = num_conditions`` is the null
+    condition), or ``y`` alone for an unconditional model or ``c = None``. Every per-pair
+    embedding of the augmented models (label embeddings, the learned initial law) uses it.
+
+    Args:
+        c: ``None`` or a long tensor ``(N,)`` of conditions.
+        y: a long tensor ``(N,)`` of labels.
+        num_labels: ``K``.
+        num_conditions: ``C`` (0: unconditional).
+
+    Returns:
+        A long tensor ``(N,)``.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
+    return y if c is None or num_conditions == 0 else c * num_labels + y
 
 
 class ControlHead(nn.Module):
     """``a(x_t, t, c, y)``: MLP (flat data) or small conv net (images), last layer zero.
 
     Args:
-        data_shape: ``(d,)`` or ``(C, H, W)``; num_timesteps: ``T``.
-        num_conditions: labels ``c`` (0 = none); num_labels: labels ``y``.
-        width, emb_dim: hidden width and embedding size.
+        data_shape: ``(d,)`` or ``(C, H, W)``.
+        num_timesteps: ``T`` of the schedule.
+        num_conditions: number of conditions ``c`` (0 = none).
+        num_labels: number of labels ``y``.
+        width: hidden width.
+        emb_dim: embedding size.
         max_control: soft bound ``a = m tanh(h / m)`` per coordinate (None: unbounded). An
             unbounded MLP extrapolates linearly, and a rare trajectory pushed far out can feed
             back into ever larger controls (KL in the thousands); the bound prevents it.
@@ -72,8 +96,8 @@ class ControlHead(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x, t, c, y):
-        temb = sinusoidal_embedding(t * (1000.0 / self.num_timesteps), self.emb_dim)
-        idx = y if c is None or self.num_conditions == 0 else c * self.num_labels + y
+        temb = time_embedding(t, self.num_timesteps, self.emb_dim)
+        idx = pair_index(c, y, self.num_labels, self.num_conditions)
         emb = torch.cat([temb, self.label(idx)], dim=1)
         if self.image:
             h = nn.functional.silu(self.inp(x) + self.emb(emb)[:, :, None, None])
@@ -88,6 +112,12 @@ class ControlHead(nn.Module):
 
 class AugmentedModel(nn.Module):
     """Common base: frozen ``network`` + ``sampler`` + trainable ``y``-conditioning.
+
+    Args:
+        network: the frozen pre-trained eps-network.
+        sampler: the :class:`~ctrl_teach.diffusion.DiffusionSampler` to fine-tune.
+        num_labels: ``K``, the number of labels ``y``.
+        learn_initial: also learn a tilted initial law (:meth:`initial_state`).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -118,13 +148,13 @@ class AugmentedModel(nn.Module):
         """
         if self.init_mean is None:
             return z, torch.zeros(z.shape[0], device=z.device)
-        idx = y if c is None or self.num_conditions == 0 else c * self.num_labels + y
+        idx = pair_index(c, y, self.num_labels, self.num_conditions)
         m, ls = self.init_mean[idx], self.init_log_std[idx]
         x = (m + ls.exp() * z.flatten(1)).view_as(z)
         kl = 0.5 * ((2 * ls).exp() + m**2 - 1 - 2 * ls).sum(1)
         return x, kl
 
-    def check_labels(self, c, y, n: int, device):
+    def prepare_labels(self, c, y, n: int, device):
         """Validate ``c`` (None / int / ``(n,)``) and ``y`` (int / ``(n,)``); move to device."""
         c = self.sampler.prepare_condition(self.network, c, n, device)
         y = check_labels("y", y, self.num_labels, batch=n).to(device)
@@ -147,8 +177,10 @@ class HeadAugmentedModel(AugmentedModel):
     """``mean = mean_pre(x_t) + sigma_t a_phi(x_t, t, c, y)`` with a :class:`ControlHead`.
 
     Args:
-        network: frozen pre-trained eps-network; sampler: its sampler.
-        num_labels: ``K``; head: optional custom head (default ``ControlHead(...)``).
+        network: frozen pre-trained eps-network.
+        sampler: the sampler to fine-tune.
+        num_labels: ``K``.
+        head: optional custom head (default ``ControlHead(...)``).
         learn_initial: also learn a tilted initial Gaussian (:meth:`initial_state`).
         x0_input: feed the head ``[x_t, x0_hat(x_t)]`` (the pre-trained prediction of the clean
             sample) instead of ``x_t`` alone. The reward reads ``x_0``, so on images this
@@ -233,7 +265,11 @@ class LoRAAugmentedModel(AugmentedModel):
 
     Args:
         network: frozen pre-trained :class:`~ctrl_teach.diffusion.EpsilonNetwork`.
-        sampler, num_labels: as for :class:`HeadAugmentedModel`; rank: LoRA rank ``r``.
+        sampler: the sampler to fine-tune.
+        num_labels: ``K``.
+        rank: LoRA rank ``r``.
+        conv: also adapt every ``nn.Conv2d``.
+        learn_initial: also learn a tilted initial law.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -253,7 +289,7 @@ class LoRAAugmentedModel(AugmentedModel):
         pre = self.pretrained_step(x_t, i, c)
         if pre.std == 0:
             return pre, torch.zeros_like(x_t)
-        idx = y if c is None or self.num_conditions == 0 else c * self.num_labels + y
+        idx = pair_index(c, y, self.num_labels, self.num_conditions)
         t = torch.full((x_t.shape[0],), pre.t, dtype=torch.long, device=x_t.device)
         eps = self.adapted(x_t, t, c, extra_emb=self.label(idx))
         step = self.sampler.step_from_eps(x_t, eps, i)

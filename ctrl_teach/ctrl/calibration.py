@@ -15,14 +15,18 @@ import torch
 from torch import nn
 
 from .._checks import check_labels, check_positive_int, check_probability
+from .rewards import TemperatureScaled
 
-__all__ = ["ClassifierFit", "train_classifier", "expected_calibration_error",
-           "reliability_curve"]
+__all__ = ["ClassifierFit", "RewardFit", "train_classifier", "train_calibrated_classifier",
+           "expected_calibration_error", "reliability_curve"]
 
 
 @dataclass
 class ClassifierFit:
-    """Result of :func:`train_classifier`: the model and its held-out split and scores."""
+    """Result of :func:`train_classifier`: the model and its held-out split and scores.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     model: nn.Module
     x_val: torch.Tensor
@@ -33,29 +37,61 @@ class ClassifierFit:
     losses: list
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y, c=None, *, steps: int = 1000,
+@dataclass
+class RewardFit:
+    """A calibrated reward and how it was obtained (:func:`train_calibrated_classifier`).
+
+    Attributes:
+        reward: the frozen, temperature-scaled reward module (pass it to CTRL).
+        fit: the :class:`ClassifierFit` of the uncalibrated classifier (held-out split).
+        temperature: the fitted ``T``.
+        val_nll: held-out negative log-likelihood after temperature scaling.
+        val_accuracy: held-out accuracy.
+        val_ece: held-out expected calibration error after temperature scaling.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
+
+    reward: TemperatureScaled
+    fit: ClassifierFit
+    temperature: float
+    val_nll: float
+    val_accuracy: float
+    val_ece: float
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y, *, c=None, iterations: int = 1000,
                      batch_size: int = 256, lr: float = 1e-3, holdout: float = 0.2,
                      seed: int = 0, progress: bool = False) -> ClassifierFit:
     """Minimise the cross-entropy ``-E log p(y | x, c)`` with Adam on a random split.
 
     Args:
-        model: a module ``model(x, c) -> (N, K)`` log-probabilities (trained in place).
-        x: ``(N, *data_shape)`` inputs; y: ``(N,)`` labels; c: None or ``(N,)`` conditions.
+        model: a module ``model(x, c) -> (N, K)`` log-probabilities with ``num_labels``
+            (trained in place).
+        x: ``(N, *data_shape)`` inputs.
+        y: ``(N,)`` labels in ``0..num_labels - 1``.
+        c: ``None`` or ``(N,)`` conditions.
+        iterations: Adam iterations (the training budget).
+        batch_size: minibatch size.
+        lr: learning rate.
         holdout: fraction kept out for validation / temperature fitting.
+        seed: seeds a local generator for the split and the minibatches.
+        progress: show a tqdm bar.
+
     Returns:
         :class:`ClassifierFit` with held-out NLL and accuracy (model left in eval mode).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
-    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] < 2:
         raise ValueError("x must be a tensor of shape (N, ...) with N >= 2")
     n = x.shape[0]
-    y = check_labels("y", y, int(model.num_classes), batch=n)
+    y = check_labels("y", y, int(model.num_labels), batch=n)
     if c is not None:
         c = check_labels("c", c, getattr(model, "num_conditions", 0) + 1, batch=n)
     holdout = check_probability("holdout", holdout)
-    steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size",
-                                                                              batch_size)
+    steps = check_positive_int("iterations", iterations)
+    batch_size = check_positive_int("batch_size", batch_size)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
     n_val = max(1, int(round(holdout * n)))
@@ -65,8 +101,8 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y, c=None, *, steps: int
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     it = range(steps)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="classifier")
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="classifier", leave=False)
     losses = []
     model.train()
     for _ in it:
@@ -85,6 +121,42 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y, c=None, *, steps: int
     return ClassifierFit(model, x[val], y[val], cv, nll, acc, losses)
 
 
+def train_calibrated_classifier(model: nn.Module, x: torch.Tensor, y, *, c=None,
+                                iterations: int = 1000, batch_size: int = 256, lr: float = 1e-3,
+                                holdout: float = 0.2, seed: int = 0,
+                                progress: bool = False) -> RewardFit:
+    """Train a classifier, then temperature-scale it on its held-out split (Guo et al. 2017).
+
+    The one "fit, then calibrate" recipe of the library: :func:`train_classifier` followed by
+    :meth:`~ctrl_teach.ctrl.TemperatureScaled.fit` on the held-out ``holdout`` fraction.
+
+    Args:
+        model: a fresh classifier ``model(x, c) -> (N, K)`` with ``num_labels``.
+        x: ``(N, *data_shape)`` inputs.
+        y: ``(N,)`` labels.
+        c: ``None`` or ``(N,)`` conditions.
+        iterations: Adam iterations.
+        batch_size: minibatch size.
+        lr: learning rate.
+        holdout: held-out fraction (validation and temperature).
+        seed: seeds the split and the minibatches.
+        progress: show a tqdm bar.
+
+    Returns:
+        A :class:`RewardFit`; ``.reward`` is the frozen calibrated reward.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
+    fit = train_classifier(model, x, y, c=c, iterations=iterations, batch_size=batch_size,
+                           lr=lr, holdout=holdout, seed=seed, progress=progress)
+    reward = TemperatureScaled.fit(fit.model, fit.x_val, fit.y_val, c=fit.c_val)
+    with torch.no_grad():
+        logp = reward(fit.x_val, fit.c_val)
+    nll = float(nn.functional.nll_loss(logp, fit.y_val))
+    ece = expected_calibration_error(logp.exp(), fit.y_val)
+    return RewardFit(reward, fit, reward.temperature, nll, fit.val_accuracy, ece)
+
+
 def _confidences(probs, labels):
     probs = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
@@ -99,7 +171,9 @@ def reliability_curve(probs, labels, n_bins: int = 10):
     """Top-label reliability curve: (mean confidence, accuracy) per confidence bin.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities; labels: ``(N,)`` true labels.
+        probs: ``(N, K)`` predicted probabilities.
+        labels: ``(N,)`` true labels.
+        n_bins: equal-width confidence bins.
     Returns:
         ``(accuracy, confidence)`` numpy arrays over non-empty bins
         (``sklearn.calibration.calibration_curve`` on correctness vs confidence).
@@ -117,8 +191,12 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     """``ECE = sum_b (n_b / N) |acc_b - conf_b|`` over equal-width confidence bins (Guo 2017).
 
     Args:
-        probs: ``(N, K)`` predicted probabilities; labels: ``(N,)``.
-    Returns: the ECE as a float in [0, 1].
+        probs: ``(N, K)`` predicted probabilities.
+        labels: ``(N,)`` true labels.
+        n_bins: equal-width confidence bins.
+
+    Returns:
+        The ECE as a float in [0, 1].
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """

@@ -28,17 +28,25 @@ from torch.utils.checkpoint import checkpoint
 from .._checks import check_choice, check_nonnegative_int, check_positive_float, check_positive_int
 from ..diffusion import model_device
 from ..profiles import gaussian_noise
+from ..target import check_reward, num_reward_labels, reward_log_prob
 from .augmented import AugmentedModel
-from .rewards import num_reward_labels, reward_log_prob
 
 __all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels"]
 
 
 @dataclass
 class Rollout:
-    """One batch of fine-tuned trajectories: ``x0 (N, ...)``, ``log_reward (N,)``,
-    ``kl (N, K)`` per step (the last, uncontrolled step has KL 0), ``J (N,)`` and
-    ``kl_init (N,)``, the initial-law KL (0 unless the model learns its initial law)."""
+    """One batch of fine-tuned trajectories (what :func:`rollout` returns).
+
+    Attributes:
+        x0: ``(N, ...)`` final states.
+        log_reward: ``(N,)`` ``log p(y | x_0, c)``.
+        kl: ``(N, K)`` per-step KL (the last, uncontrolled step has KL 0).
+        J: ``(N,)`` per-trajectory objective ``gamma log p - alpha (sum_t KL_t + KL_init)``.
+        kl_init: ``(N,)`` the initial-law KL (0 unless the model learns its initial law).
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     x0: torch.Tensor
     log_reward: torch.Tensor
@@ -49,7 +57,10 @@ class Rollout:
 
 @dataclass
 class FinetuneHistory:
-    """Per-iteration records of :func:`finetune` (batch means)."""
+    """Per-iteration records of :func:`finetune` (batch means) and its wall time.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     J: list = field(default_factory=list)
     log_reward: list = field(default_factory=list)
@@ -63,6 +74,11 @@ class FinetuneHistory:
 def draw_labels(augmented: AugmentedModel, n: int, generator=None):
     """Uniform ``(c, y)`` per trajectory: ``c (n,)`` (None if unconditional), ``y (n,)``.
 
+    Args:
+        augmented: the augmented model (its ``num_labels`` and ``num_conditions``).
+        n: the batch size.
+        generator: a ``torch.Generator``.
+
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     y = torch.randint(augmented.num_labels, (n,), generator=generator)
@@ -71,16 +87,26 @@ def draw_labels(augmented: AugmentedModel, n: int, generator=None):
     return c, y
 
 
-def rollout(augmented: AugmentedModel, reward_model, c, y, generator=None, *,
+def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=None,
             alpha: float = 1.0, gamma: float = 1.0, gradient: str = "full",
             truncate_steps: int = 10, x_T=None) -> Rollout:
-    """Run the fine-tuned chain with the graph kept and score it: ``J = gamma r - alpha KL``.
+    """Run the fine-tuned chain with the graph kept and score it (the book's eq.
+    ``eq-ctrl-objective``): ``J = gamma log p(y | x_0, c) - alpha (sum_t KL_t + KL_init)``.
 
     Args:
-        augmented: an :class:`AugmentedModel`; reward_model: see :mod:`.rewards`.
-        c: None / int / ``(N,)``; y: ``(N,)`` labels (``N`` = batch size).
+        augmented: an :class:`AugmentedModel`.
+        reward_model: the reward (see :mod:`ctrl_teach.target`).
+        c: ``None``, an int or ``(N,)`` conditions.
+        y: ``(N,)`` labels; ``N`` is the batch size.
+        generator: a ``torch.Generator`` for ``x_T`` and the step noise.
+        alpha: KL weight.
+        gamma: reward weight.
         gradient: ``"full"``, ``"checkpoint"`` or ``"truncated"`` (see module docstring).
-    Returns: a :class:`Rollout` (differentiable unless called under ``no_grad``).
+        truncate_steps: with ``"truncated"``, the number of final steps differentiated.
+        x_T: optional start state.
+
+    Returns:
+        A :class:`Rollout` (differentiable unless called under ``no_grad``).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -92,31 +118,28 @@ def rollout(augmented: AugmentedModel, reward_model, c, y, generator=None, *,
         raise ValueError("y must be a long tensor of shape (N,)")
     n = y.shape[0]
     device = model_device(augmented.network)
-    c, y = augmented.check_labels(c, y, n, device)
+    c, y = augmented.prepare_labels(c, y, n, device)
     shape = (n, *augmented.data_shape)
     x = gaussian_noise(shape, generator, device) if x_T is None else x_T.to(device)
     x, kl_init = augmented.initial_state(x, c, y)
     K = augmented.sampler.num_steps
-    kls = []
-    for i in range(K):
-        std = float(augmented.sampler.sigmas[i])
-        noise = gaussian_noise(shape, generator, device) if std > 0 else None
 
-        def one_step(x_in, i=i, noise=noise):
-            step, a = augmented.step(x_in, i, c, y)
-            return step.sample(noise=noise), 0.5 * a.flatten(1).pow(2).sum(1)
+    def step_fn(x_t, i):
+        step, a = augmented.step(x_t, i, c, y)
+        return step, 0.5 * a.flatten(1).pow(2).sum(1)          # KL_t = |a_t|^2 / 2
 
+    def wrap(i, one_step, x_t):
         if gradient == "truncated" and i < K - truncate_steps:
             with torch.no_grad():             # before the cut: no graph, so no memory for it
-                x, kl = one_step(x)
-        elif gradient == "checkpoint" and torch.is_grad_enabled():
-            x, kl = checkpoint(one_step, x, use_reentrant=False)
-        else:
-            x, kl = one_step(x)
-        kls.append(kl)
-    kl = torch.stack(kls, dim=1)
-    logr = reward_log_prob(reward_model, x, c, y)
-    return Rollout(x, logr, kl, gamma * logr - alpha * (kl.sum(1) + kl_init), kl_init)
+                return one_step(x_t)
+        if gradient == "checkpoint" and torch.is_grad_enabled():
+            return checkpoint(one_step, x_t, use_reentrant=False)
+        return one_step(x_t)
+
+    out = augmented.sampler.run_chain(step_fn, x, generator=generator, wrap=wrap)
+    kl = torch.stack(out.extras, dim=1)
+    logr = reward_log_prob(reward_model, out.x, c=c, y=y)
+    return Rollout(out.x, logr, kl, gamma * logr - alpha * (kl.sum(1) + kl_init), kl_init)
 
 
 def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
@@ -124,15 +147,28 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
              clip_grad: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
              gradient: str = "full", truncate_steps: int = 10, seed: int = 0,
              lr_decay: float = 0.1, progress: bool = False) -> FinetuneHistory:
-    """Maximise ``J`` (eq. above) over the augmented model's trainable parameters with Adam.
+    """Maximise ``J`` (eq. ``eq-ctrl-objective``) over the augmented model's trainable
+    parameters with Adam, back-propagating through the sampler (CTRL, Zhao et al. 2025,
+    Alg. 1 with the reparameterised chain).
 
     Args:
-        augmented: trained in place; reward_model: frozen reward (``(N, K)`` log-probs).
-        iterations, batch_size, lr: Adam budget; warmup: linear lr warm-up iterations;
-            lr_decay: final lr as a fraction of ``lr`` (linear decay after warm-up).
-        clip_grad: max gradient norm; alpha, gamma: KL and reward weights.
-        gradient, truncate_steps: gradient mode (module docstring); seed: RNG seed.
-    Returns: a :class:`FinetuneHistory` (J, E log p, KL, KL per step, grad norms, time).
+        augmented: the augmented model, trained in place.
+        reward_model: the frozen reward (``(N, K)`` log-probabilities).
+        iterations: Adam iterations (the training budget).
+        batch_size: trajectories per iteration, ``(c, y)`` drawn uniformly.
+        lr: peak learning rate.
+        warmup: linear learning-rate warm-up iterations.
+        clip_grad: maximum gradient norm.
+        alpha: KL weight.
+        gamma: reward weight.
+        gradient: ``"full"``, ``"checkpoint"`` or ``"truncated"`` (module docstring).
+        truncate_steps: differentiated final steps with ``"truncated"``.
+        seed: seeds a local generator for the labels and the noise.
+        lr_decay: final learning rate as a fraction of ``lr`` (linear decay after warm-up).
+        progress: show a tqdm bar.
+
+    Returns:
+        A :class:`FinetuneHistory` (J, E log p, KL, KL per step, grad norms, time).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -144,6 +180,7 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
     if num_reward_labels(reward_model) != augmented.num_labels:
         raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
                          f"augmented model has num_labels={augmented.num_labels}")
+    check_reward(reward_model, augmented.data_shape)
     reward_model.requires_grad_(False)
     params = augmented.trainable_parameters()
     if not params:
@@ -159,14 +196,14 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
     hist = FinetuneHistory()
     it = range(iterations)
     if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="CTRL fine-tuning")
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="CTRL fine-tuning", leave=False)
     start = time.perf_counter()
     augmented.train()
     for _ in it:
         c, y = draw_labels(augmented, batch_size, gen)
-        out = rollout(augmented, reward_model, c, y, gen, alpha=alpha, gamma=gamma,
-                      gradient=gradient, truncate_steps=truncate_steps)
+        out = rollout(augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha,
+                      gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
         loss = -out.J.mean()
         opt.zero_grad()
         loss.backward()
@@ -187,23 +224,33 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
     return hist
 
 
-def sample(augmented: AugmentedModel, n: int, c=None, y=0, generator=None,
+def sample(augmented: AugmentedModel, n: int, *, c=None, y, generator=None,
            x_T=None) -> torch.Tensor:
-    """Draw ``n`` samples of the fine-tuned model for mixed ``(c, y)`` (``(n,)`` each or ints).
+    """Draw ``n`` samples of the fine-tuned model ``p_theta(x | c, y)``.
 
     Uses the same noise stream as ``DiffusionSampler.sample`` (``x_T`` first, then one draw
     per noisy step), so at initialisation it reproduces the pre-trained samples exactly.
+
+    Args:
+        augmented: the (fine-tuned) augmented model.
+        n: number of samples.
+        c: ``None``, an int or ``(n,)`` conditions.
+        y: an int or ``(n,)`` labels (required: there is no default label).
+        generator: a ``torch.Generator`` for the noise.
+        x_T: optional start state ``(n, *data_shape)``.
+
+    Returns:
+        ``(n, *data_shape)`` samples.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     n = check_positive_int("n", n)
     device = model_device(augmented.network)
-    c, y = augmented.check_labels(c, y, n, device)
+    c, y = augmented.prepare_labels(c, y, n, device)
     shape = (n, *augmented.data_shape)
     x = gaussian_noise(shape, generator, device) if x_T is None else x_T.to(device)
     with torch.no_grad():
         x, _ = augmented.initial_state(x, c, y)
-        for i in range(augmented.sampler.num_steps):
-            step, _ = augmented.step(x, i, c, y)
-            x = step.sample(generator)
-    return x
+        out = augmented.sampler.run_chain(lambda x_t, i: augmented.step(x_t, i, c, y), x,
+                                          generator=generator)
+    return out.x

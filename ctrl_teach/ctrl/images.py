@@ -23,9 +23,11 @@ from .._checks import check_positive_int
 from ..data import make_digit_offline_dataset, make_scorer
 from ..diffusion import DiffusionSampler
 from ..evaluation import frechet_distance
-from .calibration import ClassifierFit, train_classifier
+from ..profiles import make_generator, seeded_init
+from ..target import log_partition, rejection_sample
+from .calibration import RewardFit, train_calibrated_classifier
 from .finetune import rollout, sample
-from .references import certificate_gap, log_partition, rejection_sample
+from .references import certificate_gap
 from .rewards import CNNClassifier, TemperatureScaled
 
 __all__ = ["DigitReward", "fit_digit_reward", "digit_sampler", "evaluate_digits"]
@@ -33,29 +35,50 @@ __all__ = ["DigitReward", "fit_digit_reward", "digit_sampler", "evaluate_digits"
 
 @dataclass
 class DigitReward:
-    """A calibrated digit reward: ``reward`` (temperature-scaled), its ``fit`` and ``scorer``."""
+    """A calibrated digit reward (what :func:`fit_digit_reward` returns).
+
+    Attributes:
+        reward: the temperature-scaled CNN, frozen.
+        fit: the :class:`~ctrl_teach.ctrl.RewardFit` (held-out accuracy, NLL, ECE, ``T``).
+        scorer: the true scorer that labelled the offline digits.
+
+    Introduced in: Chapter 7 (CTRL on images).
+    """
 
     reward: TemperatureScaled
-    fit: ClassifierFit
+    fit: RewardFit
     scorer: object
 
 
 def fit_digit_reward(scorer_name: str = "ink", num_buckets: int = 2, n: int = 1400,
-                     steps: int = 1500, label_noise: float = 0.0, seed: int = 0) -> DigitReward:
+                     iterations: int = 1500, label_noise: float = 0.0,
+                     seed: int = 0) -> DigitReward:
     """Train and calibrate ``p(y | x)`` on ``n`` real digits labelled by a true scorer.
 
-    Minimises the cross-entropy (``train_classifier``), then fits the temperature ``T`` of
-    ``softmax(logits / T)`` on the held-out 20 % (Guo et al. 2017).
+    Minimises the cross-entropy, then fits the temperature ``T`` of ``softmax(logits / T)``
+    on the held-out 20 % (Guo et al. 2017), with
+    :func:`~ctrl_teach.ctrl.train_calibrated_classifier`.
+
+    Args:
+        scorer_name: the true scorer (see :func:`~ctrl_teach.data.make_scorer`).
+        num_buckets: number of labels ``y`` (quantile buckets of the score).
+        n: offline labelled digits.
+        iterations: Adam iterations.
+        label_noise: probability of a wrong label in the offline data.
+        seed: seeds the data, the initial weights and the training.
+
+    Returns:
+        A :class:`DigitReward`.
 
     Introduced in: Chapter 7 (CTRL on images).
     """
     x, y, _ = make_digit_offline_dataset(scorer_name, n, label_noise=label_noise,
                                          split="train", seed=seed, num_buckets=num_buckets)
-    torch.manual_seed(seed)
-    fit = train_classifier(CNNClassifier(num_classes=num_buckets), x, y, steps=steps,
-                           batch_size=128, lr=2e-3, seed=seed)
-    reward = TemperatureScaled.fit(fit.model, fit.x_val, fit.y_val)
-    return DigitReward(reward, fit, make_scorer(scorer_name, num_buckets))
+    with seeded_init(seed):
+        model = CNNClassifier(num_labels=num_buckets)
+    fit = train_calibrated_classifier(model, x, y, iterations=iterations, batch_size=128,
+                                      lr=2e-3, seed=seed)
+    return DigitReward(fit.reward, fit, make_scorer(scorer_name, num_buckets))
 
 
 def digit_sampler(pretrained, num_steps: int = 10) -> DiffusionSampler:
@@ -76,6 +99,14 @@ def evaluate_digits(augmented, digit_reward: DigitReward, oracle, *, per_pair: i
     the augmented model), from which it estimates ``log Z = log E_pre[p(y | x)]`` and
     rejection-samples the target; then draws ``per_pair`` fine-tuned samples per ``(c, y)``.
 
+    Args:
+        augmented: the fine-tuned digit model.
+        digit_reward: its :class:`DigitReward`.
+        oracle: the digit oracle (:func:`~ctrl_teach.pretrained.load_digit_oracle`).
+        per_pair: fine-tuned samples per ``(c, y)``.
+        candidates: pre-trained candidates per ``(c, y)``.
+        generator: a ``torch.Generator`` (default: seed 0).
+
     Returns: a dict of means over all pairs: ``y_accuracy`` (true scorer's bucket == y) of
     the fine-tuned samples and ``y_accuracy_rejection`` of the target samples,
     ``digit_accuracy`` (oracle's digit == c) of both, the Fréchet distance on the oracle's
@@ -85,7 +116,7 @@ def evaluate_digits(augmented, digit_reward: DigitReward, oracle, *, per_pair: i
 
     Introduced in: Chapter 7 (CTRL on images).
     """
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = make_generator(generator)
     reward = digit_reward.reward
     scorer, rows, fids = digit_reward.scorer, [], []
     with torch.no_grad():
@@ -107,12 +138,11 @@ def evaluate_digits(augmented, digit_reward: DigitReward, oracle, *, per_pair: i
 
 def _evaluate_pair(augmented, reward, scorer, oracle, c, y, per_pair, candidates, gen, pools):
     """One row of :func:`evaluate_digits` (the pre-trained pool is redrawn per pair)."""
-    x_pre = augmented.sampler.sample(augmented.network, candidates, c, generator=gen)
-    x = sample(augmented, per_pair, c, y, generator=gen)
-    target = rejection_sample(x_pre, reward, y, generator=gen)
-    alz, alz_se = log_partition(x_pre, reward, y)
-    out = rollout(augmented, reward, torch.full((per_pair,), c), torch.full((per_pair,), y),
-                  gen)
+    x_pre = augmented.sampler.sample(augmented.network, candidates, c=c, generator=gen)
+    x = sample(augmented, per_pair, c=c, y=y, generator=gen)
+    target = rejection_sample(x_pre, reward, y=y, generator=gen)
+    alz, alz_se = log_partition(x_pre, reward, y=y)
+    out = rollout(augmented, reward, c=c, y=torch.full((per_pair,), y), generator=gen)
     gap, gap_se = certificate_gap(alz, alz_se, out.J)
     pools["ctrl"].append(x)
     pools["target"].append(target[:per_pair])

@@ -1,6 +1,6 @@
 """Known reward models with exact answers, for checking CTRL (Chapters 4-5).
 
-Both follow the reward contract of :mod:`ctrl_teach.ctrl.rewards`
+Both follow the reward contract of :mod:`ctrl_teach.target`
 (``reward_model(x, c) -> (N, K)`` log-probabilities, ``c`` ignored).
 """
 
@@ -19,7 +19,7 @@ __all__ = ["ProbitClassifier", "GaussianLikelihood"]
 class ProbitClassifier(nn.Module):
     """Known binary classifier ``p(y=1 | x) = Phi((w.x + b) / s)``; ``c`` ignored.
 
-    Its normaliser under a Gaussian mixture is closed form (related-methods 6.1(b)), see
+    Its normaliser under a Gaussian mixture is closed form (the probit-Gaussian integral), see
     :func:`ctrl_teach.ctrl.references.probit_log_partition`.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
@@ -30,7 +30,7 @@ class ProbitClassifier(nn.Module):
         w = check_tensor("w", torch.as_tensor(w, dtype=torch.float32), ndim=1)
         self.register_buffer("w", w)
         self.b, self.s = float(b), check_positive_float("s", s)
-        self.data_shape, self.num_classes = (w.numel(),), 2
+        self.data_shape, self.num_labels = (w.numel(),), 2
 
     def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
         z = (x @ self.w + self.b) / self.s
@@ -56,7 +56,8 @@ class GaussianLikelihood(nn.Module):
         self.register_buffer("obs", obs)
         self.tau = check_positive_float("tau", tau)
         self.register_buffer("w", torch.ones(1) if w is None else torch.as_tensor(w).float())
-        self.num_classes = obs.numel()
+        self.num_labels = obs.numel()
+        self.data_shape = (self.w.numel(),)
 
     def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
         mu = x.reshape(x.shape[0], -1) @ self.w

@@ -5,10 +5,11 @@ The reward contract used everywhere in :mod:`ctrl_teach.ctrl`:
     reward_model(x, c) -> (N, K) log-probabilities log p(y = k | x, c)
 
 ``x`` is ``(N, *data_shape)``, ``c`` is ``None`` or a long tensor ``(N,)`` and may be ignored.
-Any torch module honouring it can serve as the reward ``r(x) = gamma log p(y | x, c)``;
-:func:`reward_log_prob` picks the requested class. A module may instead define
-``log_likelihood(x, c, y) -> (N,)`` (as :class:`MultiTaskReward` does, with ``y`` a ``(N, k)``
-long tensor of one label per task); :func:`reward_log_prob` then calls it.
+Any torch module honouring it, with a ``num_labels`` attribute, can serve as the reward
+``r(x) = gamma log p(y | x, c)``; :func:`ctrl_teach.target.reward_log_prob` picks the requested
+label. A module may instead define ``log_likelihood(x, c, y) -> (N,)`` (as
+:class:`MultiTaskReward` does, with ``y`` a ``(N, k)`` long tensor of one label per task);
+``reward_log_prob`` then calls it.
 """
 
 from __future__ import annotations
@@ -20,26 +21,28 @@ from torch import nn
 
 from .._checks import check_labels, check_positive_float, check_positive_int
 
-__all__ = ["MLPClassifier", "CNNClassifier", "TemperatureScaled", "MultiTaskReward",
-           "reward_log_prob", "num_reward_labels"]
+__all__ = ["MLPClassifier", "CNNClassifier", "TemperatureScaled", "MultiTaskReward"]
 
 
 class MLPClassifier(nn.Module):
     """MLP ``log p(y | x, c)`` for points ``(N, d)``; ``c`` enters through an embedding.
 
     Args:
-        data_dim: ``d``; num_classes: ``K``; num_conditions: 0 to ignore ``c``.
-        width, depth: hidden width and number of hidden layers.
+        data_dim: ``d``.
+        num_labels: ``K``, the number of labels ``y``.
+        num_conditions: 0 to ignore ``c``.
+        width: hidden width.
+        depth: number of hidden layers.
     Returns (forward): ``(N, K)`` log-probabilities.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
-    def __init__(self, data_dim: int = 2, num_classes: int = 2, num_conditions: int = 0,
+    def __init__(self, data_dim: int = 2, num_labels: int = 2, num_conditions: int = 0,
                  width: int = 64, depth: int = 2):
         super().__init__()
         self.data_shape = (check_positive_int("data_dim", data_dim),)
-        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.num_labels = check_positive_int("num_labels", num_labels)
         self.num_conditions = int(num_conditions)
         width, layers, d_in = check_positive_int("width", width), [], data_dim
         for _ in range(check_positive_int("depth", depth)):
@@ -47,7 +50,7 @@ class MLPClassifier(nn.Module):
             d_in = width
         self.body = nn.Sequential(*layers)
         self.cond = nn.Embedding(num_conditions + 1, width) if num_conditions else None
-        self.head = nn.Linear(width, num_classes)
+        self.head = nn.Linear(width, num_labels)
 
     def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
         h = self.body(x)
@@ -64,16 +67,16 @@ class CNNClassifier(nn.Module):
     Introduced in: Chapter 7 (CTRL on images).
     """
 
-    def __init__(self, num_classes: int = 3, channels: int = 1, image_size: int = 8,
+    def __init__(self, num_labels: int = 3, channels: int = 1, image_size: int = 8,
                  width: int = 32):
         super().__init__()
         self.data_shape = (channels, image_size, image_size)
-        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.num_labels = check_positive_int("num_labels", num_labels)
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
             nn.Conv2d(width, width, 3, padding=1), nn.SiLU(), nn.AvgPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_labels))
 
     def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
         return torch.log_softmax(self.net(x), dim=-1)
@@ -92,7 +95,7 @@ class TemperatureScaled(nn.Module):
         self.module = module
         self.log_t = nn.Parameter(torch.tensor(math.log(check_positive_float(
             "temperature", temperature))), requires_grad=False)
-        self.num_classes = getattr(module, "num_classes", None)
+        self.num_labels = getattr(module, "num_labels", None)
         self.data_shape = getattr(module, "data_shape", None)
 
     @property
@@ -103,10 +106,18 @@ class TemperatureScaled(nn.Module):
         return torch.log_softmax(self.module(x, c) / self.log_t.exp(), dim=-1)
 
     @classmethod
-    def fit(cls, module: nn.Module, x, y, c=None, max_iter: int = 100) -> TemperatureScaled:
-        """Fit ``T`` minimising held-out NLL; ``x (N, ...)``, ``y (N,)``, ``c`` None or ``(N,)``.
+    def fit(cls, module: nn.Module, x, y, *, c=None, max_iter: int = 100) -> TemperatureScaled:
+        """Fit ``T`` minimising the held-out NLL (Guo et al. 2017, Sec. 4.2) with LBFGS.
 
-        Returns the wrapped, frozen module (``T`` stored, no trainable parameters).
+        Args:
+            module: the trained classifier.
+            x: ``(N, ...)`` held-out inputs.
+            y: ``(N,)`` held-out labels.
+            c: ``None`` or ``(N,)`` conditions.
+            max_iter: LBFGS iterations.
+
+        Returns:
+            The wrapped, frozen module (``T`` stored, no trainable parameters).
         """
         with torch.no_grad():
             logp = module(x, c)
@@ -148,23 +159,23 @@ class MultiTaskReward(nn.Module):
         if len(weights) != len(classifiers):
             raise ValueError(f"weights must have {len(classifiers)} entries, got {len(weights)}")
         self.weights = [check_positive_float("weights", w, allow_zero=True) for w in weights]
-        self.task_classes = tuple(int(m.num_classes) for m in classifiers)
+        self.task_labels = tuple(int(m.num_labels) for m in classifiers)
         self.flat = bool(flat)
-        self.num_classes = math.prod(self.task_classes) if flat else self.task_classes
+        self.num_labels = math.prod(self.task_labels) if flat else self.task_labels
 
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, k)`` label tuples -> ``(N,)`` flat labels (row-major)."""
-        y = _check_multi_labels(y, self.task_classes, y.shape[0] if y.ndim else 0)
+        y = _check_multi_labels(y, self.task_labels, y.shape[0] if y.ndim else 0)
         flat = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
-        for k, kk in enumerate(self.task_classes):
+        for k, kk in enumerate(self.task_labels):
             flat = flat * kk + y[:, k]
         return flat
 
     def decode(self, flat: torch.Tensor) -> torch.Tensor:
         """``(N,)`` flat labels -> ``(N, k)`` label tuples."""
-        flat = check_labels("y", flat, math.prod(self.task_classes))
+        flat = check_labels("y", flat, math.prod(self.task_labels))
         cols = []
-        for kk in reversed(self.task_classes):
+        for kk in reversed(self.task_labels):
             cols.append(flat % kk)
             flat = flat // kk
         return torch.stack(cols[::-1], dim=1)
@@ -172,45 +183,16 @@ class MultiTaskReward(nn.Module):
     def log_likelihood(self, x: torch.Tensor, c, y: torch.Tensor) -> torch.Tensor:
         if self.flat:
             y = self.decode(y)
-        y = _check_multi_labels(y, self.task_classes, x.shape[0])
+        y = _check_multi_labels(y, self.task_labels, x.shape[0])
         out = torch.zeros(x.shape[0], device=x.device)
         for k, (m, w) in enumerate(zip(self.tasks, self.weights)):
             out = out + w * m(x, c).gather(1, y[:, k:k + 1].to(x.device)).squeeze(1)
         return out
 
 
-def _check_multi_labels(y, num_classes: tuple, n: int) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor) or y.shape != (n, len(num_classes)):
-        raise ValueError(f"y must be a long tensor of shape ({n}, {len(num_classes)})")
-    for k, kk in enumerate(num_classes):
+def _check_multi_labels(y, num_labels: tuple, n: int) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor) or y.shape != (n, len(num_labels)):
+        raise ValueError(f"y must be a long tensor of shape ({n}, {len(num_labels)})")
+    for k, kk in enumerate(num_labels):
         check_labels("y", y[:, k], kk)
     return y.long()
-
-
-def num_reward_labels(reward_model: nn.Module):
-    """Number of labels ``K`` (an int, or a tuple for a multi-task reward); ValueError if unset.
-
-    Introduced in: Chapter 5 (CTRL on 2-D data).
-    """
-    k = getattr(reward_model, "num_classes", None)
-    if k is None:
-        raise ValueError("reward_model must have a num_classes attribute")
-    return k
-
-
-def reward_log_prob(reward_model: nn.Module, x: torch.Tensor, c, y) -> torch.Tensor:
-    """``log p(y | x, c)`` of the requested labels, shape ``(N,)`` (the CTRL reward, gamma=1).
-
-    Args:
-        x: ``(N, *data_shape)``; c: None or ``(N,)``; y: ``(N,)`` labels (``(N, k)`` multi-task).
-
-    Introduced in: Chapter 5 (CTRL on 2-D data).
-    """
-    if hasattr(reward_model, "log_likelihood"):
-        return reward_model.log_likelihood(x, c, y)
-    y = check_labels("y", y, num_reward_labels(reward_model), batch=x.shape[0]).to(x.device)
-    logp = reward_model(x, c)
-    if logp.ndim != 2 or logp.shape[0] != x.shape[0]:
-        raise ValueError(f"reward_model must return (N, K) log-probabilities, got "
-                         f"{tuple(logp.shape)}")
-    return logp.gather(1, y[:, None]).squeeze(1)

@@ -34,11 +34,16 @@ import math
 
 import torch
 
-from .._checks import check_nonnegative_int, check_positive_float, check_positive_int, check_tensor
-from ..diffusion import DiffusionSampler, model_device
-from ..profiles import gaussian_noise
+from .._checks import (
+    broadcast_labels,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+)
+from ..diffusion import DiffusionSampler, gaussian_step_affine, model_device
+from ..target import reward_log_prob
 from .known_rewards import GaussianLikelihood
-from .rewards import reward_log_prob
 
 __all__ = ["monte_carlo_value", "optimal_control", "gaussian_chain_to_data", "gaussian_value",
            "gaussian_optimal_control"]
@@ -66,18 +71,10 @@ def _check_state(x, network) -> torch.Tensor:
 
 
 def _labels(name: str, value, n: int):
-    """int -> (n,) long tensor; tensor / sequence passed on (checked downstream)."""
+    """The label normaliser of the library, with ``None`` refused for ``y``."""
     if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be integer labels, got {value!r}")
-    if isinstance(value, int):
-        return torch.full((n,), value, dtype=torch.long)
-    value = torch.as_tensor(value)
-    if value.is_floating_point() or value.ndim != 1 or value.shape[0] != n:
-        raise ValueError(f"{name} must be an int or a long tensor of shape ({n},), got "
-                         f"{value.dtype} {tuple(value.shape)}")
-    return value.long()
+        raise ValueError(f"{name} must be an int or a long tensor of labels, got None")
+    return broadcast_labels(name, value, n)
 
 
 # -- Monte Carlo, any network ---------------------------------------------------------------
@@ -87,16 +84,12 @@ def _rollout_value(network, sampler, reward_model, x, i, c, y, alpha, gamma, m, 
     Differentiable in ``x`` when called with gradients enabled (reparameterised rollouts).
     """
     n = x.shape[0]
-    device = x.device
     xs = x.repeat_interleave(m, dim=0)
     cs = None if c is None else c.repeat_interleave(m, dim=0)
-    for k in range(i, sampler.num_steps):
-        step = sampler.step(network, xs, k, cs)
-        noise = (gaussian_noise(xs.shape, generator, device, xs.dtype) if step.std > 0
-                 else None)
-        xs = step.sample(noise=noise)
+    xs = sampler.run_chain(lambda x_t, k: (sampler.step(network, x_t, k, cs), None), xs,
+                           generator=generator, first_step=i).x
     ys = y.repeat_interleave(m, dim=0)
-    logw = (gamma / alpha) * reward_log_prob(reward_model, xs, cs, ys.to(device)).view(n, m)
+    logw = (gamma / alpha) * reward_log_prob(reward_model, xs, c=cs, y=ys.to(x.device)).view(n, m)
     value = alpha * (torch.logsumexp(logw, dim=1) - math.log(m))
     return value, logw
 
@@ -111,14 +104,12 @@ def _prepare(network, sampler, reward_model, x, step_index, c, y, alpha, gamma, 
     m = check_positive_int("num_rollouts", num_rollouts)
     n = x.shape[0]
     device = model_device(network)
-    c = sampler.prepare_condition(network, _labels("c", c, n), n, device)
+    c = sampler.prepare_condition(network, broadcast_labels("c", c, n), n, device)
     y = _labels("y", y, n)
-    if y is None:
-        raise ValueError("y must be an int or a long tensor of labels, got None")
     return sampler, i, x.to(device), c, y.to(device), alpha, gamma, m
 
 
-def monte_carlo_value(network, sampler, reward_model, x, step_index, c, y, *, alpha=1.0,
+def monte_carlo_value(network, sampler, reward_model, x, step_index, *, c=None, y, alpha=1.0,
                       gamma=1.0, num_rollouts=64, generator=None, return_se=False):
     """Soft value ``v_t(x) = alpha log E_pre[exp(gamma log p(y | x_0, c) / alpha) | x_t = x]``.
 
@@ -161,7 +152,7 @@ def monte_carlo_value(network, sampler, reward_model, x, step_index, c, y, *, al
     return value, se.to(value.dtype)
 
 
-def optimal_control(network, sampler, reward_model, x, step_index, c, y, *, alpha=1.0,
+def optimal_control(network, sampler, reward_model, x, step_index, *, c=None, y, alpha=1.0,
                     gamma=1.0, num_rollouts=64, generator=None):
     """Soft-optimal control of step ``step_index`` in noise units, first-order form::
 
@@ -222,21 +213,6 @@ def _data_moments(data_mean, data_var, d=None):
     return mean, var
 
 
-def _step_affine(sampler: DiffusionSampler, i: int, data_mean: torch.Tensor, data_var: float):
-    """Step ``i`` of the exact-denoiser chain: ``x_t' = s x_t + b + sigma z`` (as in
-    :func:`~ctrl_teach.diffusion.gaussian_sampler_moments`)."""
-    schedule = sampler.schedule
-    t, tp = int(sampler.timesteps[i]), int(sampler.prev_timesteps[i])
-    ab, abp = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[tp])
-    a, b, sigma = ab**0.5, (1 - ab) ** 0.5, float(sampler.sigmas[i])
-    c = max(0.0, 1 - abp - sigma**2) ** 0.5
-    d = a * a * data_var + b * b
-    slope_eps, icpt_eps = b / d, -b * a * data_mean / d
-    slope = abp**0.5 * (1 - b * slope_eps) / a + c * slope_eps
-    icpt = abp**0.5 * (-b * icpt_eps) / a + c * icpt_eps
-    return slope, icpt, sigma
-
-
 def gaussian_chain_to_data(sampler, data_mean, data_var, step_index):
     """``x_0 | x_t`` under the exact-denoiser chain of Gaussian data ``N(m, v I)``.
 
@@ -257,7 +233,7 @@ def gaussian_chain_to_data(sampler, data_mean, data_var, step_index):
     mean, var = _data_moments(data_mean, data_var)
     A, B, V = 1.0, torch.zeros_like(mean), 0.0
     for k in range(i, sampler.num_steps):
-        s, b, sigma = _step_affine(sampler, k, mean, var)
+        s, b, sigma = gaussian_step_affine(sampler, k, mean, var)
         A, B, V = s * A, s * B + b, s * s * V + sigma**2
     return A, B, V
 
@@ -277,11 +253,7 @@ def _gaussian_setup(x, sampler, data_mean, data_var, reward, y, alpha, gamma):
     alpha = check_positive_float("alpha", alpha)
     gamma = check_positive_float("gamma", gamma)
     n = x.shape[0]
-    y = _labels("y", y, n)
-    if y is None:
-        raise ValueError("y must be an int or a long tensor of labels, got None")
-    if (y < 0).any() or (y >= reward.num_classes).any():
-        raise ValueError(f"y must lie in 0..{reward.num_classes - 1}")
+    y = broadcast_labels("y", _labels("y", y, n), n, None, reward.num_labels)
     obs = reward.obs.double().cpu()[y]
     return sampler, x, d, w, mean.expand(d).clone(), var, alpha, gamma, obs
 
@@ -295,7 +267,7 @@ def _value_coeffs(sampler, i, mean, var, w, tau, lam):
     return A, float(w @ B), s2, const
 
 
-def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, y, *, alpha=1.0,
+def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, *, y, alpha=1.0,
                    gamma=1.0):
     """Exact soft value for Gaussian data ``N(m, v I)`` and a :class:`GaussianLikelihood`.
 
@@ -328,7 +300,7 @@ def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, y, *, al
     return v.to(device=x.device, dtype=x.dtype)
 
 
-def gaussian_optimal_control(x, sampler, data_mean, data_var, reward, step_index, y, *,
+def gaussian_optimal_control(x, sampler, data_mean, data_var, reward, step_index, *, y,
                              alpha=1.0, gamma=1.0, exact_step=False):
     """Exact soft-optimal control of step ``step_index`` (noise units) in the Gaussian case.
 
@@ -352,7 +324,7 @@ def gaussian_optimal_control(x, sampler, data_mean, data_var, reward, step_index
     sampler, x, d, w, mean, var, alpha, gamma, obs = _gaussian_setup(
         x, sampler, data_mean, data_var, reward, y, alpha, gamma)
     i = _check_step_index(step_index, sampler, allow_end=False)
-    s, b, sigma = _step_affine(sampler, i, mean, var)
+    s, b, sigma = gaussian_step_affine(sampler, i, mean, var)
     if sigma == 0:
         return torch.zeros_like(x)
     A, wB, s2, _ = _value_coeffs(sampler, i + 1, mean, var, w, reward.tau, gamma / alpha)

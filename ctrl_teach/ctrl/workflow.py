@@ -1,8 +1,8 @@
 """Bring your own problem: CTRL's three steps as three calls (Chapter 5, "Your own data").
 
-    pre = pretrain_on_points(x, c)              # or load_pretrained(...), or your eps-network
-    reward = fit_classifier(x_lab, y_lab)       # or any module (x, c) -> (N, K) log-probs
-    model = condition_pretrained(pre, reward)   # fine-tune: reward log p(y|x0,c) - alpha KL
+    pre = pretrain_on_points(x, c=c)            # or load_pretrained(...), or your eps-network
+    fit = fit_classifier(x_lab, y_lab)          # calibrated p(y | x); fit.reward is the module
+    model = condition_pretrained(pre, fit.reward)   # fine-tune: log p(y|x0,c) - alpha KL
     x = model.sample(1000, c=0, y=1)
     report = model.evaluate(c=0, y=1)           # certificate gap, energy distance, confidence
 
@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_tensor
+from .._checks import check_choice, check_labels, check_tensor
 from ..diffusion import DiffusionSampler, MLPDenoiser, NoiseSchedule, model_device, train_denoiser
 from ..pretrained import PretrainedDiffusion
+from ..profiles import seeded_init
+from ..target import check_reward, num_reward_labels
 from .augmented import AugmentedModel, HeadAugmentedModel, LoRAAugmentedModel
-from .calibration import train_classifier
+from .calibration import RewardFit, train_calibrated_classifier
 from .finetune import FinetuneHistory, finetune, sample
 from .references import evaluate_against_target
-from .rewards import CNNClassifier, MLPClassifier, TemperatureScaled, num_reward_labels
+from .rewards import CNNClassifier, MLPClassifier
 
 __all__ = ["ConditionedModel", "pretrain_on_points", "fit_classifier", "condition_pretrained"]
 
@@ -31,6 +33,12 @@ __all__ = ["ConditionedModel", "pretrain_on_points", "fit_classifier", "conditio
 @dataclass
 class ConditionedModel:
     """A fine-tuned conditional sampler ``p_theta(x | c, y)`` and how it was obtained.
+
+    Attributes:
+        augmented: the fine-tuned augmented model.
+        reward_model: the reward it was fine-tuned on.
+        history: the :class:`~ctrl_teach.ctrl.FinetuneHistory`.
+        alpha: the KL weight.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -40,67 +48,100 @@ class ConditionedModel:
     history: FinetuneHistory
     alpha: float
 
-    def sample(self, n: int, c=None, y=0, generator=None) -> torch.Tensor:
-        """``n`` samples for ``(c, y)`` (ints or ``(n,)`` tensors, mixed conditions allowed)."""
-        return sample(self.augmented, n, c, y, generator=generator)
+    def sample(self, n: int, *, c=None, y, generator=None) -> torch.Tensor:
+        """``n`` samples for ``(c, y)`` (ints or ``(n,)`` tensors, mixed pairs allowed)."""
+        return sample(self.augmented, n, c=c, y=y, generator=generator)
 
-    def evaluate(self, c, y: int, generator=None, num_candidates: int = 20000,
+    def evaluate(self, *, c=None, y: int, generator=None, num_candidates: int = 20000,
                  num_samples: int = 4000) -> dict:
         """Exact-reference metrics for one ``(c, y)``: see
-        :func:`~ctrl_teach.ctrl.references.evaluate_against_target`."""
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        return evaluate_against_target(self.augmented.network, self.augmented.sampler,
-                                       self.reward_model, self.augmented, c, y, gen,
-                                       num_candidates, num_samples, self.alpha)
+        :func:`~ctrl_teach.ctrl.evaluate_against_target`."""
+        return evaluate_against_target(self.augmented, self.reward_model, c=c, y=y,
+                                       alpha=self.alpha, generator=generator,
+                                       num_candidates=num_candidates, num_samples=num_samples)
 
 
-def pretrain_on_points(x: torch.Tensor, c=None, *, num_timesteps: int = 100,
-                       steps: int = 4000, batch_size: int = 512, lr: float = 2e-3,
+def pretrain_on_points(x: torch.Tensor, *, c=None, num_timesteps: int = 100,
+                       iterations: int = 4000, batch_size: int = 512, lr: float = 2e-3,
                        seed: int = 0, device=None, progress: bool = True) -> PretrainedDiffusion:
     """Train the book's toy recipe (MLP, cosine schedule with beta <= 0.8, DDPM) on your points.
 
+    Minimises the simplified DDPM loss (Ho et al. 2020, eq. 14) with
+    :func:`~ctrl_teach.diffusion.train_denoiser` and keeps the EMA weights.
+
     Args:
-        x: ``(N, d)`` data; c: ``None`` or ``(N,)`` integer conditions ``0..C-1``.
-    Returns: a frozen :class:`~ctrl_teach.pretrained.PretrainedDiffusion`.
+        x: ``(N, d)`` data, ``N >= 1``.
+        c: ``None`` or ``(N,)`` integer conditions ``0..C-1``.
+        num_timesteps: ``T`` of the schedule.
+        iterations: Adam iterations.
+        batch_size: minibatch size.
+        lr: peak learning rate.
+        seed: seeds the initial weights and the training (the caller's RNG is untouched).
+        device: where to train (default: the best available).
+        progress: show a tqdm bar.
+
+    Returns:
+        A frozen :class:`~ctrl_teach.pretrained.PretrainedDiffusion`.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     check_tensor("x", x, ndim=2)
-    num_conditions = 0 if c is None else int(torch.as_tensor(c).max()) + 1
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one point, got shape {tuple(x.shape)}")
+    num_conditions = 0
+    if c is not None:
+        c = check_labels("c", c, None, batch=x.shape[0])
+        num_conditions = int(c.max()) + 1
     schedule = NoiseSchedule.cosine(num_timesteps, max_beta=0.8)
-    torch.manual_seed(seed)
-    network = MLPDenoiser(x.shape[1], num_timesteps, num_conditions)
-    result = train_denoiser(network, schedule, x, c, steps=steps, batch_size=batch_size, lr=lr,
-                            seed=seed, device=device, progress=progress, ema_decay=0.995)
+    with seeded_init(seed):
+        network = MLPDenoiser(x.shape[1], num_timesteps, num_conditions)
+    result = train_denoiser(network, schedule, x, c=c, iterations=iterations,
+                            batch_size=batch_size, lr=lr, seed=seed, device=device,
+                            progress=progress, ema_decay=0.995)
     result.model.requires_grad_(False)
     return PretrainedDiffusion("custom", result.model, schedule, DiffusionSampler.ddpm(schedule),
-                               {"training": {"steps": steps, "seed": seed}})
+                               {"training": {"iterations": iterations, "seed": seed}})
 
 
-def fit_classifier(x: torch.Tensor, y, c=None, *, num_classes: int | None = None,
-                   num_conditions: int = 0, steps: int = 1000, seed: int = 0) -> nn.Module:
+def fit_classifier(x: torch.Tensor, y, *, c=None, num_labels: int | None = None,
+                   num_conditions: int = 0, iterations: int = 1000, seed: int = 0,
+                   progress: bool = False) -> RewardFit:
     """Learn a calibrated reward ``p(y | x, c)`` from offline pairs: fit, then temperature-scale.
 
     An MLP for ``(N, d)`` inputs, a CNN for ``(N, C, H, W)`` images; 20 % of the data is held
-    out and used to choose the temperature ``T`` (Guo et al. 2017).
+    out and used to choose the temperature ``T`` (Guo et al. 2017), through
+    :func:`~ctrl_teach.ctrl.train_calibrated_classifier`.
 
-    Returns: a frozen :class:`~ctrl_teach.ctrl.rewards.TemperatureScaled` module.
+    Args:
+        x: ``(N, d)`` points or ``(N, C, H, W)`` images.
+        y: ``(N,)`` labels; at least two distinct values.
+        c: ``None`` or ``(N,)`` conditions (read by the MLP when ``num_conditions > 0``).
+        num_labels: ``K`` (default: ``max(y) + 1``).
+        num_conditions: conditions the classifier reads (0: it ignores ``c``).
+        iterations: Adam iterations.
+        seed: seeds the initial weights, the split and the minibatches.
+        progress: show a tqdm bar.
+
+    Returns:
+        A :class:`~ctrl_teach.ctrl.RewardFit`; pass ``.reward`` to :func:`condition_pretrained`.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     check_tensor("x", x)
-    y = torch.as_tensor(y)
-    k = int(y.max()) + 1 if num_classes is None else num_classes
-    if x.ndim == 2:
-        torch.manual_seed(seed)
-        model = MLPClassifier(x.shape[1], k, num_conditions)
-    elif x.ndim == 4:
-        torch.manual_seed(seed)
-        model = CNNClassifier(k, x.shape[1], x.shape[2])
-    else:
-        raise ValueError(f"x must have shape (N, d) or (N, C, H, W), got {tuple(x.shape)}")
-    fit = train_classifier(model, x, y, c, steps=steps, seed=seed)
-    return TemperatureScaled.fit(fit.model, fit.x_val, fit.y_val, fit.c_val)
+    y = check_labels("y", y, num_labels, batch=x.shape[0] if x.ndim else None)
+    if torch.unique(y).numel() < 2:
+        raise ValueError(f"y must contain at least 2 distinct labels to learn p(y | x), got "
+                         f"only {torch.unique(y).tolist()}")
+    k = int(y.max()) + 1 if num_labels is None else num_labels
+    with seeded_init(seed):
+        if x.ndim == 2:
+            model = MLPClassifier(x.shape[1], k, num_conditions)
+        elif x.ndim == 4:
+            model = CNNClassifier(k, x.shape[1], x.shape[2])
+        else:
+            raise ValueError(f"x must have shape (N, d) or (N, C, H, W), got {tuple(x.shape)}")
+    return train_calibrated_classifier(model, x, y, c=c, iterations=iterations, seed=seed,
+                                       progress=progress)
 
 
 def condition_pretrained(pretrained, reward_model: nn.Module, *,
@@ -110,20 +151,34 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
                          progress: bool = True, **finetune_kwargs) -> ConditionedModel:
     """CTRL: augment ``pretrained`` with zero-initialised ``y``-conditioning and fine-tune it.
 
-    Maximises ``J = E[gamma log p(y | x_0, c)] - alpha sum_t KL_t`` (Chapter 3); at
-    ``alpha = gamma = 1`` the optimum samples ``p(x | c, y) ∝ p(y | x, c) p_pre(x | c)``.
+    Maximises ``J = E[gamma log p(y | x_0, c)] - alpha sum_t KL_t`` (eq.
+    ``eq-ctrl-objective``); at ``alpha = gamma = 1`` its optimum samples
+    ``p(x | c, y) ∝ p(y | x, c) p_pre(x | c)`` (Theorem ``thm-soft-optimal``).
 
     Args:
         pretrained: a :class:`~ctrl_teach.pretrained.PretrainedDiffusion`, or your own
             eps-network ``net(x, t, c)`` with ``data_shape`` / ``num_conditions`` attributes.
-        reward_model: ``(x, c) -> (N, K)`` log-probabilities (e.g. :func:`fit_classifier`).
+        reward_model: ``(x, c) -> (N, K)`` log-probabilities with ``num_labels`` (e.g.
+            ``fit_classifier(...).reward``).
         sampler: the sampler to fine-tune (default: the pre-trained model's own).
         variant: ``"head"`` (control in noise units) or ``"lora"`` (the paper's variant).
+        alpha: KL weight.
+        gamma: reward weight.
+        iterations: Adam iterations.
+        batch_size: trajectories per iteration.
+        lr: peak learning rate.
+        seed: seeds the new parameters and fine-tuning (the caller's RNG is untouched).
+        progress: show a tqdm bar.
         finetune_kwargs: passed to :func:`~ctrl_teach.ctrl.finetune`.
+
+    Returns:
+        A :class:`ConditionedModel`.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     check_choice("variant", variant, ("head", "lora"))
+    if isinstance(reward_model, RewardFit):
+        raise ValueError("reward_model must be a reward module: pass fit_classifier(...).reward")
     if isinstance(pretrained, PretrainedDiffusion):
         network, sampler = pretrained.network, sampler or pretrained.sampler
     elif isinstance(pretrained, nn.Module):
@@ -133,10 +188,11 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     else:
         raise ValueError("pretrained must be a PretrainedDiffusion or an eps-network module, "
                          f"got {type(pretrained).__name__}")
+    check_reward(reward_model, network.data_shape)
     cls = HeadAugmentedModel if variant == "head" else LoRAAugmentedModel
-    torch.manual_seed(seed)
     device = model_device(network)       # the new parameters and the reward live with it
-    augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model)).to(device)
+    with seeded_init(seed):
+        augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model)).to(device)
     reward_model = reward_model.to(device)
     history = finetune(augmented, reward_model, iterations=iterations, batch_size=batch_size,
                        lr=lr, alpha=alpha, gamma=gamma, seed=seed, progress=progress,

@@ -169,7 +169,7 @@ class TrueScorer:
         self.size = check_positive_int("size", self.size)
 
     @property
-    def num_classes(self) -> int:
+    def num_labels(self) -> int:
         """Number of buckets B = len(edges) + 1."""
         return len(self.edges) + 1
 
@@ -251,30 +251,30 @@ def make_scorer(name: str, num_buckets: int = 3, size: int = 8) -> TrueScorer:
     return TrueScorer(name, _SCORE_FNS[name], edges, _bucket_names(name, num_buckets), size)
 
 
-def _labelled_draw(pool, labeller, n, label_noise, seed, num_classes):
+def _labelled_draw(pool, labeller, n, label_noise, seed, num_labels):
     """make_labelled_dataset, also returning the (n,) indices drawn from the pool."""
     pool = check_tensor("pool", pool)
     if pool.ndim < 2 or len(pool) == 0:
         raise ValueError(f"pool must have shape (N, ...) with N >= 1, got {tuple(pool.shape)}")
     n = check_positive_int("n", n)
     label_noise = check_probability("label_noise", label_noise)
-    num_classes = getattr(labeller, "num_classes", num_classes)
-    if num_classes is None:
-        raise ValueError("num_classes must be given when labeller has no num_classes attribute")
-    num_classes = check_positive_int("num_classes", num_classes)
-    if label_noise > 0 and num_classes < 2:
-        raise ValueError("num_classes must be >= 2 when label_noise > 0")
+    num_labels = getattr(labeller, "num_labels", num_labels)
+    if num_labels is None:
+        raise ValueError("num_labels must be given when labeller has no num_labels attribute")
+    num_labels = check_positive_int("num_labels", num_labels)
+    if label_noise > 0 and num_labels < 2:
+        raise ValueError("num_labels must be >= 2 when label_noise > 0")
     gen = torch.Generator().manual_seed(check_nonnegative_int("seed", seed))
     if n <= len(pool):
         idx = torch.randperm(len(pool), generator=gen)[:n]
     else:
         idx = torch.randint(0, len(pool), (n,), generator=gen)
     x = pool[idx]
-    y = check_labels("labeller output", labeller(x), num_classes, batch=n).cpu()
+    y = check_labels("labeller output", labeller(x), num_labels, batch=n).cpu()
     flip = torch.rand(n, generator=gen) < label_noise
     # shift in 1..B-1 moves y to a uniformly random different class (B >= 2 when it is used).
-    shift = torch.randint(1, max(num_classes, 2), (n,), generator=gen)
-    y = torch.where(flip, (y + shift) % num_classes, y)
+    shift = torch.randint(1, max(num_labels, 2), (n,), generator=gen)
+    y = torch.where(flip, (y + shift) % num_labels, y)
     return x, y.to(x.device), idx
 
 
@@ -284,7 +284,7 @@ def make_labelled_dataset(
     n: int,
     label_noise: float = 0.0,
     seed: int = 0,
-    num_classes: int | None = None,
+    num_labels: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""An offline dataset D = {(x_i, \tilde y_i)} with noisy labels.
 
@@ -296,18 +296,18 @@ def make_labelled_dataset(
     Args:
         pool: (N, ...) float tensor of candidate inputs (images or points).
         labeller: callable (n, ...) -> (n,) long labels in {0..B-1}, e.g. a
-            :class:`TrueScorer` (whose ``num_classes`` is then used).
+            :class:`TrueScorer` (whose ``num_labels`` is then used).
         n: dataset size (>= 1).
         label_noise: flip probability \eta in [0, 1].
         seed: seed (>= 0) of the draw and of the label noise.
-        num_classes: B, only needed when ``labeller`` has no ``num_classes`` attribute.
+        num_labels: B, only needed when ``labeller`` has no ``num_labels`` attribute.
 
     Returns:
         x: (n, ...) inputs; y: (n,) long noisy labels.
 
     Introduced in: Chapter 7 (CTRL on images).
     """
-    x, y, _ = _labelled_draw(pool, labeller, n, label_noise, seed, num_classes)
+    x, y, _ = _labelled_draw(pool, labeller, n, label_noise, seed, num_labels)
     return x, y
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from .schedules import NoiseSchedule
 
-__all__ = ["ExactMixtureDenoiser", "gaussian_sampler_moments"]
+__all__ = ["ExactMixtureDenoiser", "gaussian_step_affine", "gaussian_sampler_moments"]
 
 
 class ExactMixtureDenoiser(nn.Module):
@@ -54,14 +54,14 @@ class ExactMixtureDenoiser(nn.Module):
         self.mixtures = mixtures
         self.register_buffer("_device_anchor", torch.zeros(()), persistent=False)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, extra_emb=None):
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None, extra_emb=None):
         if extra_emb is not None:
             raise ValueError("extra_emb is not supported by the exact denoiser")
-        if cond is None:
-            cond = torch.full_like(t, self.num_conditions)
+        if c is None:
+            c = torch.full_like(t, self.num_conditions)
         out = torch.empty_like(x)
-        for tc in torch.unique(torch.stack([t, cond], 1), dim=0):
-            rows = (t == tc[0]) & (cond == tc[1])
+        for tc in torch.unique(torch.stack([t, c], 1), dim=0):
+            rows = (t == tc[0]) & (c == tc[1])
             a, b = (float(v) for v in self.schedule.signal_and_noise(int(tc[0])))
             noised = self.mixtures[int(tc[1])].noised(a, b)
             out[rows] = -b * noised.score(x[rows].float()).to(x.dtype)
@@ -76,28 +76,62 @@ def _pool(mixtures):
                torch.cat([m.means for m in mixtures]), torch.cat([m.stds for m in mixtures]))
 
 
+def gaussian_step_affine(sampler, i: int, data_mean, data_var: float):
+    """Step ``i`` of a sampler driven by the exact denoiser of 1-D (or isotropic) Gaussian data
+    ``N(m, v)``: the affine map ``x_{t'} = s x_t + b + sigma z``.
+
+    The exact noise prediction is ``eps(x) = sqrt(1 - abar_t) (x - sqrt(abar_t) m) / d`` with
+    ``d = abar_t v + 1 - abar_t`` (the variance of ``x_t``); inserting it into the DDIM step
+    (Song et al. 2021, eq. 12) gives the slope ``s`` and the intercept ``b``.
+
+    Args:
+        sampler: a :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        i: the step index ``0..K-1``.
+        data_mean: ``m`` (a float, or a float64 tensor for per-coordinate means).
+        data_var: ``v``.
+
+    Returns:
+        ``(s, b, sigma)``: floats ``s`` and ``sigma``, ``b`` shaped like ``data_mean``.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
+    schedule = sampler.schedule
+    t, tp = int(sampler.timesteps[i]), int(sampler.prev_timesteps[i])
+    ab, abp = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[tp])
+    a, b, sigma = ab**0.5, (1 - ab) ** 0.5, float(sampler.sigmas[i])
+    c = max(0.0, 1 - abp - sigma**2) ** 0.5
+    d = a * a * data_var + b * b  # Var(x_t)
+    # eps(x) = b (x - a m) / d ;  x0_hat = (x - b eps) / a ;  mean = sqrt(abp) x0_hat + c eps
+    slope_eps, icpt_eps = b / d, -b * a * data_mean / d
+    slope = abp**0.5 * (1 - b * slope_eps) / a + c * slope_eps
+    icpt = abp**0.5 * (-b * icpt_eps) / a + c * icpt_eps
+    return slope, icpt, sigma
+
+
 def gaussian_sampler_moments(sampler, data_mean: float, data_var: float,
                              init_var: float = 1.0) -> tuple[float, float]:
     """Exact mean and variance of a sampler's output for 1-D Gaussian data ``N(m, v)``.
 
     With the exact denoiser every reverse step is affine in ``x_t``,
-    ``x_{t'} = A_t x_t + B_t + sigma_t z``, so starting from ``x_T ~ N(0, init_var)`` the
-    moments follow ``mean' = A mean + B`` and ``var' = A^2 var + sigma^2``. The gap to
-    ``(m, v)`` is the sampler's discretisation error (Chapter 1, "How many steps?").
+    ``x_{t'} = s_k x_t + b_k + sigma_k z`` (:func:`gaussian_step_affine`), so starting from
+    ``x_T ~ N(0, init_var)`` the moments follow ``mean' = s mean + b`` and
+    ``var' = s^2 var + sigma^2``. The gap to ``(m, v)`` is the sampler's discretisation error
+    (Chapter 1, "How many steps?").
+
+    Args:
+        sampler: a :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        data_mean: ``m``.
+        data_var: ``v``.
+        init_var: the variance of ``x_T`` (1 for the sampler's own start, 0 to read off the
+            affine map ``x_0 = A x_T + B + N(0, V)``).
+
+    Returns:
+        ``(mean, variance)`` of ``x_0``.
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
-    schedule = sampler.schedule
     mean, var = 0.0, float(init_var)
     for i in range(sampler.num_steps):
-        t, tp = int(sampler.timesteps[i]), int(sampler.prev_timesteps[i])
-        ab, abp = float(schedule.alpha_bar[t]), float(schedule.alpha_bar[tp])
-        a, b, sigma = ab**0.5, (1 - ab) ** 0.5, float(sampler.sigmas[i])
-        c = max(0.0, 1 - abp - sigma**2) ** 0.5
-        d = a * a * data_var + b * b  # Var(x_t)
-        # eps(x) = b (x - a m) / d ;  x0_hat = (x - b eps) / a ;  mean = sqrt(abp) x0_hat + c eps
-        slope_eps, icpt_eps = b / d, -b * a * data_mean / d
-        slope = abp**0.5 * (1 - b * slope_eps) / a + c * slope_eps
-        icpt = abp**0.5 * (-b * icpt_eps) / a + c * icpt_eps
+        slope, icpt, sigma = gaussian_step_affine(sampler, i, data_mean, data_var)
         mean, var = slope * mean + icpt, slope**2 * var + sigma**2
     return mean, var

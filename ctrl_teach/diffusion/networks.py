@@ -1,10 +1,10 @@
 """Epsilon-prediction networks (Chapter 1, "Learning to denoise").
 
-Both networks share one interface, ``model(x, t, cond=None, extra_emb=None) -> eps_hat``:
+Both networks share one interface, ``model(x, t, c=None, extra_emb=None) -> eps_hat``:
 
 * ``x``: ``(B, *data_shape)`` noisy inputs ``x_t``;
 * ``t``: ``(B,)`` integer steps in ``1..T``;
-* ``cond``: ``(B,)`` labels in ``0..num_conditions`` where the extra index
+* ``c``: ``(B,)`` condition labels in ``0..num_conditions`` where the extra index
   ``num_conditions`` is the *null* label (used for classifier-free guidance);
 * ``extra_emb``: an optional ``(B, emb_dim)`` vector added to the time embedding. CTRL's
   augmented model (Chapter 5) injects its zero-initialised ``y``-embedding here, exactly as
@@ -23,8 +23,8 @@ from torch import nn
 
 from .._checks import check_nonnegative_int, check_positive_int
 
-__all__ = ["sinusoidal_embedding", "EpsilonNetwork", "MLPDenoiser", "UNetDenoiser",
-           "build_network"]
+__all__ = ["sinusoidal_embedding", "time_embedding", "EpsilonNetwork", "MLPDenoiser",
+           "UNetDenoiser", "build_network"]
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -33,6 +33,25 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+def time_embedding(t: torch.Tensor, num_timesteps: int, dim: int) -> torch.Tensor:
+    """``sinusoid(1000 t / T)``: the step ``t`` of a ``T``-step schedule rescaled to the range
+    ``0..1000`` of DDPM before the sinusoid (Ho et al. 2020, Appendix B), so a network sees the
+    same frequencies whatever ``T`` is. Every time-conditioned module of the library (the
+    denoisers, CTRL's control head, the noisy classifiers) embeds time with this function.
+
+    Args:
+        t: ``(B,)`` integer steps.
+        num_timesteps: ``T`` of the schedule.
+        dim: embedding size.
+
+    Returns:
+        ``(B, dim)`` embeddings.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
+    return sinusoidal_embedding(t * (1000.0 / num_timesteps), dim)
 
 
 class EpsilonNetwork(nn.Module):
@@ -53,15 +72,15 @@ class EpsilonNetwork(nn.Module):
         # one extra row: the null label
         self.cond_embed = nn.Embedding(num_conditions + 1, emb_dim) if num_conditions else None
 
-    def embed(self, t: torch.Tensor, cond=None, extra_emb=None) -> torch.Tensor:
-        """``emb = MLP(sinusoid(1000 t / T)) + E[cond] + extra_emb``, shape ``(B, emb_dim)``."""
-        emb = self.time_mlp(sinusoidal_embedding(t * (1000.0 / self.num_timesteps), self.emb_dim))
+    def embed(self, t: torch.Tensor, c=None, extra_emb=None) -> torch.Tensor:
+        """``emb = MLP(sinusoid(1000 t / T)) + E[c] + extra_emb``, shape ``(B, emb_dim)``."""
+        emb = self.time_mlp(time_embedding(t, self.num_timesteps, self.emb_dim))
         if self.cond_embed is not None:
-            if cond is None:
-                cond = torch.full_like(t, self.num_conditions)
-            emb = emb + self.cond_embed(cond)
-        elif cond is not None:
-            raise ValueError("cond must be None for an unconditional network")
+            if c is None:
+                c = torch.full_like(t, self.num_conditions)
+            emb = emb + self.cond_embed(c)
+        elif c is not None:
+            raise ValueError("c must be None for an unconditional network")
         if extra_emb is not None:
             if extra_emb.shape != emb.shape:
                 raise ValueError(f"extra_emb must have shape {tuple(emb.shape)}, "
@@ -69,7 +88,7 @@ class EpsilonNetwork(nn.Module):
             emb = emb + extra_emb
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, extra_emb=None):
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c=None, extra_emb=None):
         """Predict the noise ``eps`` in ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``."""
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.data_shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -77,9 +96,9 @@ class EpsilonNetwork(nn.Module):
                              f" got {got}")
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
             raise ValueError(f"t must be a tensor of shape ({x.shape[0]},)")
-        if cond is not None and (not isinstance(cond, torch.Tensor) or cond.shape != t.shape):
-            raise ValueError(f"cond must be None or a long tensor of shape ({x.shape[0]},)")
-        return self.denoise(x, self.embed(t, cond, extra_emb))
+        if c is not None and (not isinstance(c, torch.Tensor) or c.shape != t.shape):
+            raise ValueError(f"c must be None or a long tensor of shape ({x.shape[0]},)")
+        return self.denoise(x, self.embed(t, c, extra_emb))
 
     @property
     def config(self) -> dict:

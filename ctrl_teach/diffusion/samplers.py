@@ -15,12 +15,16 @@ exactly DDPM's ancestral sampler with the posterior variance ``beta_tilde_t`` (H
 
 Because each step is returned as a :class:`GaussianStep`, later chapters can add a control
 to the mean (``mean + sigma * a``) and compute the per-step KL ``|a|^2 / 2`` exactly.
+
+:meth:`DiffusionSampler.run_chain` is the library's one reverse-chain loop: the pre-trained
+sampler, CTRL's fine-tuned sampler and its differentiable rollouts, and the Monte Carlo soft
+value all call it with their own step function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,7 +32,7 @@ from .._checks import check_labels, check_positive_float, check_positive_int, ch
 from ..profiles import gaussian_noise
 from .schedules import NoiseSchedule
 
-__all__ = ["GaussianStep", "DiffusionSampler", "gaussian_kl", "model_device"]
+__all__ = ["GaussianStep", "ChainResult", "DiffusionSampler", "gaussian_kl", "model_device"]
 
 
 @dataclass
@@ -50,7 +54,12 @@ class GaussianStep:
     x0_hat: torch.Tensor
 
     def sample(self, generator: torch.Generator | None = None, noise=None) -> torch.Tensor:
-        """Reparameterised draw ``x_{t'} = mean + std * z`` with ``z ~ N(0, I)``."""
+        """Reparameterised draw ``x_{t'} = mean + std * z`` with ``z ~ N(0, I)``.
+
+        Args:
+            generator: a ``torch.Generator`` for ``z`` (ignored when ``noise`` is given).
+            noise: ``z`` itself, shaped like ``mean``.
+        """
         if self.std == 0:
             return self.mean
         if noise is None:
@@ -58,8 +67,26 @@ class GaussianStep:
         return self.mean + self.std * noise
 
 
+@dataclass
+class ChainResult:
+    """What :meth:`DiffusionSampler.run_chain` returns.
+
+    Attributes:
+        x: the final state ``x_0``.
+        extras: what the step function returned beside each step, one entry per step.
+        trajectory: every state from the start to ``x_0`` (``None`` unless asked for).
+    """
+
+    x: torch.Tensor
+    extras: list = field(default_factory=list)
+    trajectory: torch.Tensor | None = None
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for an empty module)."""
+    """The device of a module's first parameter or buffer (CPU for an empty module).
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
@@ -68,8 +95,18 @@ def model_device(model: torch.nn.Module) -> torch.device:
 def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, std: float) -> torch.Tensor:
     """KL between two Gaussians with a shared isotropic std, summed over data dimensions.
 
-    ``KL(N(m_p, s^2 I) || N(m_q, s^2 I)) = |m_p - m_q|^2 / (2 s^2)``  (one value per row).
-    The KL is undefined at ``s = 0`` (the final, noise-free step), so that raises.
+    ``KL(N(m_p, s^2 I) || N(m_q, s^2 I)) = |m_p - m_q|^2 / (2 s^2)``  (one value per row;
+    the book's eq. ``eq-step-kl``). Two Gaussians with the same mean and ``s = 0`` are point
+    masses at different places unless the means agree, so the KL is infinite there: the
+    final, noise-free step cannot be controlled at finite price, and ``std = 0`` raises.
+
+    Args:
+        mean_p: ``(N, ...)`` means of the first Gaussian.
+        mean_q: ``(N, ...)`` means of the second.
+        std: the shared standard deviation ``s > 0``.
+
+    Returns:
+        ``(N,)`` KL values.
 
     Introduced in: Chapter 3 (Control as reinforcement learning).
     """
@@ -83,6 +120,9 @@ def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, std: float) -> torch
 
 class DiffusionSampler:
     """DDPM / DDIM(eta) sampler over ``num_steps`` evenly spaced steps of a schedule.
+
+    Implements the generalised reverse step of DDIM (Song et al. 2021, eq. 12) with the
+    variance of their eq. 16; see the module docstring.
 
     Args:
         schedule: the :class:`NoiseSchedule` the network was trained with.
@@ -130,11 +170,20 @@ class DiffusionSampler:
         return self.timesteps.numel()
 
     def step_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, i: int) -> GaussianStep:
-        """The Gaussian of step ``i`` given a noise prediction ``eps`` (DDIM eq. 12)."""
+        """The Gaussian of step ``i`` given a noise prediction ``eps`` (DDIM eq. 12).
+
+        Args:
+            x_t: ``(B, ...)`` states before step ``i``.
+            eps: ``(B, ...)`` the noise prediction at ``x_t``.
+            i: the step index ``0..K-1``.
+
+        Returns:
+            The step as a :class:`GaussianStep`.
+        """
         t, tp = int(self.timesteps[i]), int(self.prev_timesteps[i])
         ab, abp = self.schedule.alpha_bar[t], self.schedule.alpha_bar[tp]
         sigma = float(self.sigmas[i])
-        x0_hat = (x_t - (1 - ab).sqrt().item() * eps) / ab.sqrt().item()
+        x0_hat = self.schedule.predict_x0(x_t, t, eps)
         if self.clip_x0 is not None:
             x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
             eps = (x_t - ab.sqrt().item() * x0_hat) / (1 - ab).sqrt().item()
@@ -142,42 +191,115 @@ class DiffusionSampler:
         mean = abp.sqrt().item() * x0_hat + direction * eps
         return GaussianStep(mean=mean, std=sigma, t=t, t_prev=tp, eps=eps, x0_hat=x0_hat)
 
-    def step(self, model: torch.nn.Module, x_t: torch.Tensor, i: int, cond=None) -> GaussianStep:
-        """Evaluate ``model(x_t, t, cond)`` and return step ``i`` as a :class:`GaussianStep`."""
+    def step(self, model: torch.nn.Module, x_t: torch.Tensor, i: int, c=None) -> GaussianStep:
+        """Evaluate ``model(x_t, t, c)`` and return step ``i`` as a :class:`GaussianStep`.
+
+        Args:
+            model: the eps-network.
+            x_t: ``(B, ...)`` states before step ``i``.
+            i: the step index ``0..K-1``.
+            c: ``None`` or a long tensor ``(B,)`` of conditions (see :meth:`prepare_condition`).
+        """
         t = torch.full((x_t.shape[0],), int(self.timesteps[i]), dtype=torch.long,
                        device=x_t.device)
-        return self.step_from_eps(x_t, model(x_t, t, cond), i)
+        return self.step_from_eps(x_t, model(x_t, t, c), i)
 
-    def prepare_condition(self, model: torch.nn.Module, cond, n: int, device):
-        """Validate ``cond`` for ``model``: ``None`` means the unconditional (null) label."""
+    def prepare_condition(self, model: torch.nn.Module, c, n: int, device):
+        """Validate the condition ``c`` for ``model``; ``None`` means the null label.
+
+        Args:
+            model: an eps-network with ``num_conditions`` (0: unconditional).
+            c: ``None``, an int or ``(n,)`` integers in ``0..num_conditions - 1``.
+            n: the batch size.
+            device: where the labels go.
+
+        Returns:
+            ``None`` (unconditional model) or a long tensor ``(n,)``.
+        """
         num = getattr(model, "num_conditions", 0)
         if num == 0:
-            if cond is not None:
-                raise ValueError("cond must be None for an unconditional model")
+            if c is not None:
+                raise ValueError(f"c must be None: the pre-trained model is unconditional "
+                                 f"(num_conditions=0), got {c!r}")
             return None
-        if cond is None:
+        if c is None:
             return torch.full((n,), num, dtype=torch.long, device=device)  # null label
-        return check_labels("cond", cond, num, batch=n).to(device)
+        return check_labels("c", c, num, batch=n).to(device)
+
+    def run_chain(
+        self,
+        step_fn: Callable[[torch.Tensor, int], tuple[GaussianStep, object]],
+        x: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        first_step: int = 0,
+        wrap: Callable | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ) -> ChainResult:
+        """Run the reverse chain ``x <- mean_i(x) + sigma_i z_i`` for steps ``first_step..K-1``.
+
+        The library's one reverse-chain loop (Ho et al. 2020, Alg. 2 with the step of DDIM
+        eq. 12). The noise ``z_i ~ N(0, I)`` is drawn from ``generator`` before step ``i`` is
+        evaluated, and only for steps with ``sigma_i > 0``, so every caller that uses the same
+        generator sees the same noise stream (at initialisation the fine-tuned chain
+        reproduces the pre-trained samples exactly).
+
+        Args:
+            step_fn: ``step_fn(x_t, i) -> (GaussianStep, extra)``; ``extra`` (anything, e.g.
+                the control of a fine-tuned step) is collected in :attr:`ChainResult.extras`.
+            x: ``(B, ...)`` the start state (``x_T`` for ``first_step = 0``).
+            generator: a ``torch.Generator`` for the noise.
+            first_step: the first step index to run (a value function starts mid-chain).
+            wrap: optional ``wrap(i, one_step, x) -> (x', extra)`` that runs
+                ``one_step(x) -> (x', extra)`` its own way (under ``no_grad``, or with
+                gradient checkpointing, as CTRL's rollout does).
+            return_trajectory: also keep every state.
+            progress: show a tqdm bar.
+
+        Returns:
+            A :class:`ChainResult`.
+
+        Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+        """
+        extras, states = [], [x] if return_trajectory else None
+        steps = range(first_step, self.num_steps)
+        if progress:
+            from tqdm.auto import tqdm
+            steps = tqdm(steps, desc="sampling", leave=False)
+        for i in steps:
+            noise = (gaussian_noise(x.shape, generator, x.device, x.dtype)
+                     if float(self.sigmas[i]) > 0 else None)
+
+            def one_step(x_in, i=i, noise=noise):
+                step, extra = step_fn(x_in, i)
+                return step.sample(noise=noise), extra
+
+            x, extra = one_step(x) if wrap is None else wrap(i, one_step, x)
+            extras.append(extra)
+            if return_trajectory:
+                states.append(x)
+        return ChainResult(x, extras, torch.stack(states) if return_trajectory else None)
 
     def sample(
         self,
         model: torch.nn.Module,
         n: int,
-        cond=None,
         *,
+        c=None,
         x_T: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         control: Callable[[torch.Tensor, GaussianStep], torch.Tensor] | None = None,
         return_trajectory: bool = False,
         progress: bool = False,
     ):
-        """Draw ``n`` samples by running the reverse chain from ``x_T ~ N(0, I)``.
+        """Draw ``n`` samples of ``p(x | c)`` by running the reverse chain from ``x_T ~ N(0, I)``.
 
         Args:
-            model: an epsilon-network ``model(x, t, cond)`` with attributes ``data_shape``
+            model: an epsilon-network ``model(x, t, c)`` with attributes ``data_shape``
                 and ``num_conditions`` (see :mod:`ctrl_teach.diffusion.networks`).
             n: number of samples.
-            cond: ``None``, an int or a long tensor ``(n,)`` of condition labels.
+            c: ``None``, an int or a long tensor ``(n,)`` of condition labels.
             x_T: optional starting noise ``(n, *data_shape)``.
             generator: a ``torch.Generator`` for reproducible noise.
             control: optional ``control(x_t, step) -> a`` in units of the step's noise; the
@@ -185,8 +307,11 @@ class DiffusionSampler:
             return_trajectory: also return every state, a tensor ``(K + 1, n, *data_shape)``
                 from ``x_T`` to ``x_0``.
             progress: show a tqdm bar.
+
         Returns:
             ``x_0`` of shape ``(n, *data_shape)``, or ``(x_0, trajectory)``.
+
+        Introduced in: Chapter 1 (Diffusion models as stochastic processes).
         """
         n = check_positive_int("n", n)
         device = model_device(model)
@@ -195,21 +320,18 @@ class DiffusionSampler:
             x = gaussian_noise(shape, generator, device)
         else:
             x = check_tensor("x_T", x_T, shape=shape).to(device)
-        cond = self.prepare_condition(model, cond, n, device)
-        states = [x] if return_trajectory else None
-        steps = range(self.num_steps)
-        if progress:
-            from tqdm import tqdm
-            steps = tqdm(steps, desc="sampling", leave=False)
+        c = self.prepare_condition(model, c, n, device)
+
+        def step_fn(x_t, i):
+            step = self.step(model, x_t, i, c)
+            if control is not None and step.std > 0:
+                step.mean = step.mean + step.std * control(x_t, step)
+            return step, None
+
         with torch.no_grad():
-            for i in steps:
-                step = self.step(model, x, i, cond)
-                if control is not None and step.std > 0:
-                    step.mean = step.mean + step.std * control(x, step)
-                x = step.sample(generator)
-                if return_trajectory:
-                    states.append(x)
-        return (x, torch.stack(states)) if return_trajectory else x
+            out = self.run_chain(step_fn, x, generator=generator,
+                                 return_trajectory=return_trajectory, progress=progress)
+        return (out.x, out.trajectory) if return_trajectory else out.x
 
     def __repr__(self) -> str:
         return f"DiffusionSampler(T={self.schedule.T}, num_steps={self.num_steps}, eta={self.eta})"

@@ -113,6 +113,24 @@ class NoiseSchedule:
         signal, noise = ab.sqrt(), (1 - ab).sqrt()
         return signal.to(device=device, dtype=dtype), noise.to(device=device, dtype=dtype)
 
+    def predict_x0(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """Tweedie's estimate of the clean sample, ``x0_hat = (x_t - sqrt(1 - abar_t) eps) /
+        sqrt(abar_t)`` (Ho et al. 2020, eq. 15; the one implementation in the library).
+
+        Args:
+            x_t: ``(B, ...)`` noisy states.
+            t: an int step or a long tensor ``(B,)`` of steps in ``0..T``.
+            eps: ``(B, ...)`` the noise prediction ``eps_theta(x_t, t, c)``.
+
+        Returns:
+            ``x0_hat`` shaped like ``x_t``.
+
+        Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+        """
+        a, b = self.signal_and_noise(t, dtype=x_t.dtype, device=x_t.device)
+        shape = (-1,) + (1,) * (x_t.ndim - 1) if a.ndim else ()
+        return (x_t - b.reshape(shape) * eps) / a.reshape(shape)
+
     def q_moments(self, x0: torch.Tensor, t):
         """Mean and std of ``q(x_t | x_0)``: ``sqrt(alpha_bar_t) x_0`` and ``sqrt(1-alpha_bar_t)``.
 

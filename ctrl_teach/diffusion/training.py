@@ -12,7 +12,6 @@ classifier-free guidance) and an optional exponential moving average of the weig
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +23,7 @@ from .._checks import (
     check_probability,
     check_tensor,
 )
+from .._optim import cosine_lr_factor
 from ..profiles import default_device
 from .networks import EpsilonNetwork
 from .schedules import NoiseSchedule
@@ -34,6 +34,8 @@ __all__ = ["TrainingResult", "train_denoiser", "denoising_loss"]
 @dataclass
 class TrainingResult:
     """What :func:`train_denoiser` returns.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
 
     Attributes:
         model: the trained network (the EMA weights when ``ema_decay`` was given).
@@ -47,45 +49,59 @@ class TrainingResult:
 
 
 def denoising_loss(model: EpsilonNetwork, schedule: NoiseSchedule, x0: torch.Tensor,
-                   cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Monte Carlo estimate of the simplified loss ``E |eps - eps_theta(x_t, t, c)|^2``.
+                   c=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Monte Carlo estimate of the simplified loss ``E |eps - eps_theta(x_t, t, c)|^2``
+    (Ho et al. 2020, eq. 14), averaged over the batch and the data dimensions.
 
-    The squared error is averaged over the batch and the data dimensions.
+    Args:
+        model: the eps-network.
+        schedule: the forward process.
+        x0: ``(B, *data_shape)`` clean data.
+        c: ``None`` or ``(B,)`` condition labels.
+        generator: for ``t ~ U{1..T}`` and the noise.
+
+    Returns:
+        The scalar loss.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
     t = torch.randint(1, schedule.T + 1, (x0.shape[0],), generator=generator).to(x0.device)
     x_t, eps = schedule.q_sample(x0, t, generator=generator)
-    return (model(x_t, t, cond) - eps).pow(2).mean()
+    return (model(x_t, t, c) - eps).pow(2).mean()
 
 
 def train_denoiser(
     model: EpsilonNetwork,
     schedule: NoiseSchedule,
-    data: torch.Tensor,
-    cond: torch.Tensor | None = None,
+    x: torch.Tensor,
     *,
-    steps: int = 2000,
+    c: torch.Tensor | None = None,
+    iterations: int = 2000,
     batch_size: int = 256,
     lr: float = 2e-3,
     seed: int = 0,
     device=None,
     grad_clip: float = 1.0,
-    cond_drop_prob: float = 0.0,
+    c_drop_prob: float = 0.0,
     ema_decay: float | None = None,
     cosine_decay: bool = True,
     progress: bool = True,
 ) -> TrainingResult:
-    """Train ``model`` to predict the noise of ``data`` under ``schedule``.
+    """Train ``model`` to predict the noise of ``x`` under ``schedule`` (Ho et al. 2020,
+    Alg. 1: the simplified loss of eq. 14 with Adam).
 
     Args:
         model: an :class:`EpsilonNetwork`; trained in place (a copy is kept for EMA).
         schedule: the forward process.
-        data: ``(N, *model.data_shape)`` training inputs.
-        cond: ``(N,)`` condition labels for a conditional model, else ``None``.
-        steps, batch_size, lr: Adam iterations, minibatch size, peak learning rate.
-        seed: seeds the minibatches, the steps ``t`` and the noise.
+        x: ``(N, *model.data_shape)`` training inputs.
+        c: ``(N,)`` condition labels for a conditional model, else ``None``.
+        iterations: number of Adam iterations (the training budget).
+        batch_size: minibatch size.
+        lr: peak learning rate (linear warm-up over the first 2 %, then cosine decay).
+        seed: seeds a local generator for the minibatches, the steps ``t`` and the noise.
         device: ``"cuda"``, ``"mps"``, ``"cpu"`` or ``None`` for :func:`default_device`.
         grad_clip: maximum global gradient norm.
-        cond_drop_prob: probability of replacing a label by the null label (CFG training).
+        c_drop_prob: probability of replacing a condition by the null label (CFG training).
         ema_decay: if set (e.g. 0.999), return the exponential moving average of the weights.
         cosine_decay: anneal the learning rate to zero with a cosine.
         progress: show a tqdm bar with the running loss.
@@ -100,50 +116,51 @@ def train_denoiser(
 
     if not isinstance(model, EpsilonNetwork):
         raise ValueError(f"model must be an EpsilonNetwork, got {type(model).__name__}")
-    check_tensor("data", data, shape=(None, *model.data_shape))
-    steps = check_positive_int("steps", steps)
+    check_tensor("x", x, shape=(None, *model.data_shape))
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one training point, got shape {tuple(x.shape)}")
+    steps = check_positive_int("iterations", iterations)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_positive_float("lr", lr)
     grad_clip = check_positive_float("grad_clip", grad_clip)
-    cond_drop_prob = check_probability("cond_drop_prob", cond_drop_prob)
+    c_drop_prob = check_probability("c_drop_prob", c_drop_prob)
     if model.num_conditions:
-        if cond is None:
-            raise ValueError("cond is required for a conditional model")
-        cond = check_labels("cond", cond, model.num_conditions, batch=data.shape[0])
-    elif cond is not None:
-        raise ValueError("cond must be None for an unconditional model")
+        if c is None:
+            raise ValueError("c is required: the model is conditional "
+                             f"(num_conditions={model.num_conditions})")
+        c = check_labels("c", c, model.num_conditions, batch=x.shape[0])
+    elif c is not None:
+        raise ValueError("c must be None: the model is unconditional (num_conditions=0)")
     if ema_decay is not None and not 0 < ema_decay < 1:
         raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}")
 
     device = torch.device(device) if device is not None else default_device()
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     model = model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_decay else None
-    data = data.to(device)
-    cond = cond.to(device) if cond is not None else None
+    data = x.to(device)
+    cond = c.to(device) if c is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     warmup = max(1, steps // 50)
 
     def lr_at(k):  # linear warm-up, then optional cosine decay
-        if k < warmup:
-            return lr * (k + 1) / warmup
-        frac = (k - warmup) / max(1, steps - warmup)
-        return lr * 0.5 * (1 + math.cos(math.pi * frac)) if cosine_decay else lr
+        if not cosine_decay:
+            return lr * min(1.0, (k + 1) / warmup)
+        return lr * cosine_lr_factor(k, steps, warmup)
 
     losses = []
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="training", disable=not progress, leave=False)
     for k in bar:
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
-        c = None
+        cb = None
         if cond is not None:
-            c = cond[idx]
-            drop = torch.rand(batch_size, generator=gen).to(device) < cond_drop_prob
-            c = torch.where(drop, torch.full_like(c, model.num_conditions), c)
+            cb = cond[idx]
+            drop = torch.rand(batch_size, generator=gen).to(device) < c_drop_prob
+            cb = torch.where(drop, torch.full_like(cb, model.num_conditions), cb)
         for group in opt.param_groups:
             group["lr"] = lr_at(k)
-        loss = denoising_loss(model, schedule, data[idx], c, gen)
+        loss = denoising_loss(model, schedule, data[idx], cb, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

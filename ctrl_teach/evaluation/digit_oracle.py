@@ -7,6 +7,7 @@ penultimate features for a Fréchet distance. It is never used as a reward.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 
 from .._checks import check_nonnegative_int, check_positive_float, check_positive_int, check_tensor
 from ..data.digits import load_digit_images
+from ..profiles import seeded_init
 
-__all__ = ["DigitOracle", "train_digit_oracle"]
+__all__ = ["DigitOracle", "OracleFit", "train_digit_oracle"]
 
 
 class DigitOracle(nn.Module):
@@ -115,6 +117,18 @@ def _random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
+@dataclass
+class OracleFit:
+    """What :func:`train_digit_oracle` returns: the ``model`` (eval mode) and its held-out
+    ``test_accuracy`` in [0, 1].
+
+    Introduced in: Chapter 7 (CTRL on images).
+    """
+
+    model: DigitOracle
+    test_accuracy: float
+
+
 @torch.no_grad()
 def _accuracy(model: DigitOracle, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((model.predict(x) == y).float().mean())
@@ -143,7 +157,8 @@ def train_digit_oracle(
         lr: peak learning rate.
 
     Returns:
-        (model in eval mode on ``device``, held-out test accuracy in [0, 1]).
+        An :class:`OracleFit`: the model in eval mode on ``device`` and its held-out test
+        accuracy.
 
     Introduced in: Chapter 7 (CTRL on images).
     """
@@ -156,8 +171,7 @@ def train_digit_oracle(
     x_test, y_test = (t.to(device) for t in load_digit_images(split="test"))
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         model = DigitOracle().to(device)
         steps_per_epoch = -(-len(x_train) // batch_size)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -182,4 +196,4 @@ def train_digit_oracle(
                     f"test acc {acc:.4f}  ({time.perf_counter() - start:.1f} s)"
                 )
     model.eval()
-    return model, _accuracy(model, x_test, y_test)
+    return OracleFit(model, _accuracy(model, x_test, y_test))

@@ -24,6 +24,7 @@ from ..diffusion import (
     build_network,
     train_denoiser,
 )
+from ..profiles import seeded_init
 from .checkpoints import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 
 __all__ = ["WEIGHTS_DIR", "PRETRAINED_NAMES", "PretrainedDiffusion", "load_pretrained",
@@ -62,14 +63,14 @@ _RECIPES = {
         make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
         make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0),
-        train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
+        train=dict(iterations=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
     ),
     "toy-shapes": _Recipe(
         description="2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, cosine T=100",
         make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
         make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0),
-        train=dict(steps=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
+        train=dict(iterations=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
     ),
     "digits": _Recipe(
         description="sklearn 8x8 digits, c = digit class; U-Net, cosine T=100",
@@ -78,7 +79,7 @@ _RECIPES = {
                                           channel_mults=(1, 2)),
         make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
         sampler=dict(num_steps=None, eta=1.0, clip_x0=1.0),
-        train=dict(steps=6000, batch_size=128, lr=1e-3, ema_decay=0.999),
+        train=dict(iterations=6000, batch_size=128, lr=1e-3, ema_decay=0.999),
     ),
 }
 
@@ -90,7 +91,11 @@ class PretrainedDiffusion:
     """A loaded pre-trained diffusion model: network + schedule + its default sampler.
 
     Attributes:
-        name, network, schedule, sampler, meta (the checkpoint's JSON).
+        name: the registry name (``"custom"`` for :func:`~ctrl_teach.ctrl.pretrain_on_points`).
+        network: the frozen eps-network.
+        schedule: its :class:`~ctrl_teach.diffusion.NoiseSchedule`.
+        sampler: its default :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        meta: the checkpoint's JSON.
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
@@ -101,9 +106,9 @@ class PretrainedDiffusion:
     sampler: DiffusionSampler
     meta: dict
 
-    def sample(self, n: int, cond=None, generator=None, **kwargs) -> torch.Tensor:
-        """``self.sampler.sample(self.network, n, cond, ...)``: draws from ``p_pre(x | c)``."""
-        return self.sampler.sample(self.network, n, cond, generator=generator, **kwargs)
+    def sample(self, n: int, *, c=None, generator=None, **kwargs) -> torch.Tensor:
+        """``self.sampler.sample(self.network, n, c=c, ...)``: draws from ``p_pre(x | c)``."""
+        return self.sampler.sample(self.network, n, c=c, generator=generator, **kwargs)
 
 
 def _stem(name: str, weights_dir) -> Path:
@@ -151,7 +156,10 @@ def load_digit_oracle(device=None, weights_dir=WEIGHTS_DIR):
 
 
 def describe(name: str, weights_dir=WEIGHTS_DIR) -> dict:
-    """The JSON description of a shipped model (recipe, metrics measured at training time)."""
+    """The JSON description of a shipped model (recipe, metrics measured at training time).
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
     check_choice("name", name, PRETRAINED_NAMES)
     return read_meta(_stem(name, weights_dir))
 
@@ -163,7 +171,7 @@ def _evaluate_toy(model: PretrainedDiffusion, toy_name: str, n: int = 2000) -> d
     toy, gen = load_toy(toy_name), torch.Generator().manual_seed(1234)
     out = {}
     for c, cname in enumerate(toy.condition_names):
-        x = model.sample(n, c, generator=gen).cpu()
+        x = model.sample(n, c=c, generator=gen).cpu()
         out[f"energy_distance_{cname}"] = energy_distance(x, toy.sample(n, c, generator=gen))
     return out
 
@@ -172,27 +180,37 @@ def _evaluate_digits(model: PretrainedDiffusion, per_class: int = 100) -> dict:
     oracle = load_digit_oracle()
     gen = torch.Generator().manual_seed(1234)
     cond = torch.arange(10).repeat_interleave(per_class)
-    x = model.sample(len(cond), cond, generator=gen).cpu()
+    x = model.sample(len(cond), c=cond, generator=gen).cpu()
     correct = (oracle.predict(x) == cond).float().reshape(10, per_class).mean(1)
     return {"oracle_accuracy_per_class": [round(float(a), 4) for a in correct],
             "oracle_accuracy_mean": float(correct.mean())}
 
 
-def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, steps: int | None = None,
+def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, iterations: int | None = None,
             progress: bool = True) -> dict:
     """Rerun the seeded recipe for ``name``, save the checkpoint atomically, return its JSON.
 
-    ``steps`` overrides the number of training iterations (for quick reproducibility
-    tests). Retrain ``digit-oracle`` before ``digits``: the digits model is evaluated by it.
+    Args:
+        name: one of :data:`PRETRAINED_NAMES`.
+        weights_dir: where the checkpoint is written.
+        device: where to train.
+        iterations: overrides the recipe's training budget (for quick reproducibility
+            tests; epochs for the digit oracle).
+        progress: show progress.
+
+    Retrain ``digit-oracle`` before ``digits``: the digits model is evaluated by it.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
     check_choice("name", name, PRETRAINED_NAMES)
     start = time.perf_counter()
     if name == "digit-oracle":
         from ..evaluation.digit_oracle import train_digit_oracle
 
-        kwargs = {} if steps is None else {"epochs": steps}
-        model, acc = train_digit_oracle(seed=0, device=device or "cpu", progress=progress,
+        kwargs = {} if iterations is None else {"epochs": iterations}
+        oracle_fit = train_digit_oracle(seed=0, device=device or "cpu", progress=progress,
                                         **kwargs)
+        model, acc = oracle_fit.model, oracle_fit.test_accuracy
         meta = {"name": name, "network": model.config,
                 "description": "CNN digit classifier, trained on the train split only",
                 "metrics": {"held_out_accuracy": acc},
@@ -202,14 +220,16 @@ def retrain(name: str, weights_dir=WEIGHTS_DIR, device=None, steps: int | None =
         return meta
 
     recipe = _RECIPES[name]
-    train_kwargs = dict(recipe.train, **({} if steps is None else {"steps": steps}))
-    torch.manual_seed(recipe.seed)  # the initial weights are part of the recipe
-    network, schedule = recipe.make_network(), recipe.make_schedule()
+    train_kwargs = dict(recipe.train, **({} if iterations is None else
+                                         {"iterations": iterations}))
+    with seeded_init(recipe.seed):  # the initial weights are part of the recipe
+        network = recipe.make_network()
+    schedule = recipe.make_schedule()
     if name.startswith("toy-"):
         x, c = _toy_data(name.removeprefix("toy-"), 40_000, recipe.seed)
     else:
         x, c = _digit_data()  # all 1797 digits; the seed enters through training
-    result = train_denoiser(network, schedule, x, c, seed=recipe.seed, device=device,
+    result = train_denoiser(network, schedule, x, c=c, seed=recipe.seed, device=device,
                             progress=progress, **train_kwargs)
     model = PretrainedDiffusion(name, result.model.eval(), schedule,
                                 DiffusionSampler(schedule, **recipe.sampler), {})
