@@ -25,7 +25,10 @@ _PROFILES = ("quick", "full")
 
 
 def profile() -> str:
-    """Return the active profile name, ``"quick"`` or ``"full"``."""
+    """Return the active profile name, ``"quick"`` or ``"full"``.
+
+    Introduced in: Preface (How to run this book).
+    """
     name = os.environ.get("CTRL_TEACH_PROFILE", "").strip().lower()
     if not name:
         return "full" if torch.cuda.is_available() else "quick"
@@ -35,12 +38,25 @@ def profile() -> str:
 
 
 def pick(quick, full):
-    """Return ``quick`` or ``full`` according to :func:`profile` (e.g. a sample size)."""
+    """Return ``quick`` or ``full`` according to :func:`profile` (e.g. a sample size).
+
+    Args:
+        quick: the value for the quick profile (2-core CPU).
+        full: the value for the full profile (GPU).
+
+    Introduced in: Preface (How to run this book).
+    """
     return quick if profile() == "quick" else full
 
 
 def default_device(verbose: bool = False) -> torch.device:
-    """The best available device: CUDA, then Apple MPS, then CPU."""
+    """The best available device: CUDA, then Apple MPS, then CPU.
+
+    Args:
+        verbose: print the choice and the profile.
+
+    Introduced in: Preface (How to run this book).
+    """
     if torch.cuda.is_available():
         dev = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -53,7 +69,16 @@ def default_device(verbose: bool = False) -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``."""
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``.
+
+    The one function that reseeds the global generators, on purpose: call it at the top of a
+    script or notebook of your own. Library functions never do.
+
+    Args:
+        seed: the seed.
+
+    Introduced in: Preface (How to run this book).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -68,6 +93,11 @@ def seeded_init(seed: int):
 
     Library functions that build a network from a ``seed`` use it, so their initial weights
     are reproducible and a call never reseeds the caller's global RNG.
+
+    Args:
+        seed: the seed of the block.
+
+    Introduced in: Preface (How to run this book).
     """
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
@@ -76,7 +106,14 @@ def seeded_init(seed: int):
 
 
 def make_generator(generator: torch.Generator | None = None, seed: int = 0) -> torch.Generator:
-    """``generator`` if one is given, else a fresh CPU generator seeded with ``seed``."""
+    """``generator`` if one is given, else a fresh CPU generator seeded with ``seed``.
+
+    Args:
+        generator: a ``torch.Generator`` or ``None``.
+        seed: the seed of the fresh generator.
+
+    Introduced in: Preface (How to run this book).
+    """
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -90,6 +127,14 @@ def gaussian_noise(shape, generator: torch.Generator | None = None, device=None,
 
     The noise is drawn on the generator's device and then moved, so a CPU generator gives
     the same numbers whatever ``device`` is (CPU and GPU runs then share their seeds).
+
+    Args:
+        shape: the tensor shape.
+        generator: a ``torch.Generator`` (``None``: the global RNG).
+        device: where the noise goes.
+        dtype: its dtype.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
     gen_device = generator.device if generator is not None else device
     z = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)

@@ -24,7 +24,7 @@ from ctrl_teach.baselines import (
     train_noisy_classifier,
 )
 from ctrl_teach.ctrl import GaussianLikelihood
-from ctrl_teach.ctrl.references import gaussian_posterior
+from ctrl_teach.ctrl import gaussian_posterior
 from ctrl_teach.data.toys import GaussianMixture
 from ctrl_teach.diffusion import (
     DiffusionSampler,
@@ -56,7 +56,7 @@ def _gen(seed=1):
 def test_classifier_guidance_exact_noisy_classifier_gives_posterior(gauss):
     schedule, net, sampler = gauss
     clf = ExactGaussianNoisyLikelihood(0.0, 1.0, [Y_OBS], TAU, schedule)
-    x = sampler.sample(ClassifierGuided(net, clf, schedule, 0, 1.0), N, generator=_gen())
+    x = sampler.sample(ClassifierGuided(net, clf, schedule, y=0, scale=1.0), N, generator=_gen())
     m_post, v_post = gaussian_posterior(0.0, 1.0, Y_OBS, TAU)
     m_ref, v_ref = gaussian_sampler_moments(sampler, m_post, v_post)
     m, v = _moments(x)
@@ -64,7 +64,7 @@ def test_classifier_guidance_exact_noisy_classifier_gives_posterior(gauss):
     assert abs(m - m_ref) < 0.03 * abs(m_ref)
     assert abs(v - v_ref) < 0.03 * v_ref
     # scale s samples p(x) p(y | x)^s approximately: posterior with power s
-    x2 = sampler.sample(ClassifierGuided(net, clf, schedule, 0, 2.0), N, generator=_gen())
+    x2 = sampler.sample(ClassifierGuided(net, clf, schedule, y=0, scale=2.0), N, generator=_gen())
     m2_post, _ = gaussian_posterior(0.0, 1.0, Y_OBS, TAU, power=2.0)
     assert float(x2.mean()) > m + 0.02
     assert abs(float(x2.mean()) - m2_post) < 0.1
@@ -74,7 +74,7 @@ def test_classifier_guidance_mean_form_close_and_scale_zero_is_pretrained(gauss)
     schedule, net, sampler = gauss
     clf = ExactGaussianNoisyLikelihood(0.0, 1.0, [Y_OBS], TAU, schedule)
     x = sampler.sample(net, N, generator=_gen(),
-                       control=classifier_guidance_control(clf, 0, 1.0))
+                       control=classifier_guidance_control(clf, y=0, scale=1.0))
     m_post, v_post = gaussian_posterior(0.0, 1.0, Y_OBS, TAU)
     m, v = _moments(x)
     print(f"CG mean form: {m:.4f} {v:.4f}; posterior {m_post:.4f} {v_post:.4f}")
@@ -83,7 +83,7 @@ def test_classifier_guidance_mean_form_close_and_scale_zero_is_pretrained(gauss)
     # variance at 50 steps) that the score form does not have.
     assert abs(m - m_post) < 0.12 * m_post and abs(v - v_post) < 0.2 * v_post
     assert m > 0.6 * m_post
-    x0 = sampler.sample(ClassifierGuided(net, clf, schedule, 0, 0.0), 100, generator=_gen())
+    x0 = sampler.sample(ClassifierGuided(net, clf, schedule, y=0, scale=0.0), 100, generator=_gen())
     assert torch.equal(x0, sampler.sample(net, 100, generator=_gen()))
 
 
@@ -94,7 +94,7 @@ def test_learned_noisy_classifier_matches_exact_noisy_classifier(gauss):
     x = torch.randn(4000, 1, generator=_gen(3))
     y = (x[:, 0] > 0).long()
     clf = NoisyMLPClassifier(1, 2, T, width=64, depth=2)
-    losses = train_noisy_classifier(clf, schedule, x, y, steps=600, batch_size=256)
+    losses = train_noisy_classifier(clf, schedule, x, y, iterations=600, batch_size=256).losses
     assert sum(losses[-50:]) / 50 < 0.8 * losses[0]
     grid = torch.linspace(-2, 2, 9)[:, None]
     for t in (5, 25, 40):
@@ -117,21 +117,21 @@ def test_cfg_w0_is_the_conditional_model_and_w_sharpens():
     x = (3.0 * y - 1.5)[:, None] + 0.5 * torch.randn(4000, 1, generator=g)
     model = LabelConditionedDenoiser(MLPDenoiser(1, T, 0, width=64, depth=2), 2,
                                      init="scratch")
-    out = train_cfg_model(model, schedule, x, y, steps=800, batch_size=256, lr=3e-3)
-    assert len(out["losses"]) == 800
+    out = train_cfg_model(model, schedule, x, y, iterations=800, batch_size=256, lr=3e-3)
+    assert len(out.losses) == 800
     # w = 0 is exactly the plain conditional model, bit for bit
     t = torch.full((5,), 10)
     z = torch.randn(5, 1)
-    assert torch.equal(ClassifierFreeGuided(model, 1, 0.0)(z, t),
+    assert torch.equal(ClassifierFreeGuided(model, y=1, w=0.0)(z, t),
                        model(z, t, None, torch.ones(5).long()))
-    xs = sampler.sample(ClassifierFreeGuided(model, 1, 0.0), 4000, generator=_gen())
+    xs = sampler.sample(ClassifierFreeGuided(model, y=1, w=0.0), 4000, generator=_gen())
     assert torch.equal(xs, sampler.sample(_Plain(model, 1), 4000, generator=_gen()))
     m1, s1 = float(xs.mean()), float(xs.std())
-    m0 = float(sampler.sample(ClassifierFreeGuided(model, 0, 0.0), 4000,
+    m0 = float(sampler.sample(ClassifierFreeGuided(model, y=0, w=0.0), 4000,
                               generator=_gen()).mean())
     print(f"CFG w=0: y=1 mean {m1:.3f} sd {s1:.3f}, y=0 mean {m0:.3f} (exact +-1.5, 0.5)")
     assert abs(m1 - 1.5) < 0.15 and abs(m0 + 1.5) < 0.15 and abs(s1 - 0.5) < 0.1
-    xw = sampler.sample(ClassifierFreeGuided(model, 1, 3.0), 4000, generator=_gen())
+    xw = sampler.sample(ClassifierFreeGuided(model, y=1, w=3.0), 4000, generator=_gen())
     assert float(xw.mean()) > m1 + 0.05 and float(xw.std()) < s1   # sharper, pushed away
     e1, e0 = torch.ones(3), torch.zeros(3)
     assert torch.equal(cfg_eps(e1, e0, 0.0), e1)
@@ -144,16 +144,16 @@ class _Plain(torch.nn.Module):
         self.model, self.y = model, y
         self.data_shape, self.num_conditions = model.data_shape, model.num_conditions
 
-    def forward(self, x, t, cond=None):
-        return self.model(x, t, cond, torch.full((x.shape[0],), self.y))
+    def forward(self, x, t, c=None):
+        return self.model(x, t, c, torch.full((x.shape[0],), self.y))
 
 
 def test_dps_step_zero_is_pretrained_and_moves_toward_observation(gauss):
     schedule, net, sampler = gauss
     reward = GaussianLikelihood([Y_OBS], TAU)
-    x0 = sampler.sample(DPSGuided(net, reward, schedule, 0, 0.0), 500, generator=_gen())
+    x0 = sampler.sample(DPSGuided(net, reward, schedule, y=0, scale=0.0), 500, generator=_gen())
     assert torch.equal(x0, sampler.sample(net, 500, generator=_gen()))
-    means = [float(sampler.sample(DPSGuided(net, reward, schedule, 0, g), 8000,
+    means = [float(sampler.sample(DPSGuided(net, reward, schedule, y=0, scale=g), 8000,
                                   generator=_gen()).mean()) for g in (0.0, 0.5, 1.0)]
     m_post, _ = gaussian_posterior(0.0, 1.0, Y_OBS, TAU)
     print(f"DPS means for gamma 0, 0.5, 1: {means}; posterior {m_post:.3f}")
@@ -165,7 +165,7 @@ def test_dps_step_zero_is_pretrained_and_moves_toward_observation(gauss):
 def test_rejection_baseline_exact_and_cost(gauss):
     schedule, net, sampler = gauss
     reward = GaussianLikelihood([Y_OBS], TAU)
-    res = rejection_baseline(net, sampler, reward, 4000, None, 0, generator=_gen(),
+    res = rejection_baseline(net, sampler, reward, 4000, c=None, y=0, generator=_gen(),
                              batch=4096)
     m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
     m_post, v_post = gaussian_posterior(m_s, v_s, Y_OBS, TAU)
@@ -183,18 +183,18 @@ def test_bad_arguments_name_the_argument(gauss):
     clf = ExactGaussianNoisyLikelihood(0.0, 1.0, [Y_OBS], TAU, schedule)
     reward = GaussianLikelihood([Y_OBS], TAU)
     with pytest.raises(ValueError, match="scale"):
-        ClassifierGuided(net, clf, schedule, 0, -1.0)
+        ClassifierGuided(net, clf, schedule, y=0, scale=-1.0)
     with pytest.raises(ValueError, match="schedule"):
-        ClassifierGuided(net, clf, "cosine", 0)
+        ClassifierGuided(net, clf, "cosine", y=0)
     with pytest.raises(ValueError, match="scale"):
-        DPSGuided(net, reward, schedule, 0, float("nan"))
+        DPSGuided(net, reward, schedule, y=0, scale=float("nan"))
     with pytest.raises(ValueError, match="scale"):
-        classifier_guidance_control(clf, 0, -2)
+        classifier_guidance_control(clf, y=0, scale=-2)
     with pytest.raises(ValueError, match="y"):
-        sampler.sample(ClassifierGuided(net, clf, schedule, 3, 1.0), 4)
+        sampler.sample(ClassifierGuided(net, clf, schedule, y=3, scale=1.0), 4)
     model = LabelConditionedDenoiser(MLPDenoiser(1, T, 0, width=16, depth=1), 2)
     with pytest.raises(ValueError, match="w"):
-        ClassifierFreeGuided(model, 0, -0.5)
+        ClassifierFreeGuided(model, y=0, w=-0.5)
     with pytest.raises(ValueError, match="label_drop"):
         train_cfg_model(model, schedule, torch.zeros(4, 1), [0, 1, 0, 1], label_drop=1.5)
     with pytest.raises(ValueError, match="init"):
@@ -203,4 +203,4 @@ def test_bad_arguments_name_the_argument(gauss):
         train_noisy_classifier(NoisyMLPClassifier(1, 2, T), schedule, torch.zeros(4, 1),
                                [0, 1, 2, 1])
     with pytest.raises(ValueError, match="n"):
-        rejection_baseline(net, sampler, reward, 0, None, 0)
+        rejection_baseline(net, sampler, reward, 0, c=None, y=0)

@@ -30,15 +30,15 @@ def test_zero_init_identical_samples(toy, cls):
     aug = cls(net, sampler, num_labels=3)
     c = torch.tensor([0, 1] * 20)
     y = torch.arange(40) % 3
-    x_pre = sampler.sample(net, 40, c, generator=torch.Generator().manual_seed(5))
-    x_aug = sample(aug, 40, c, y, generator=torch.Generator().manual_seed(5))
+    x_pre = sampler.sample(net, 40, c=c, generator=torch.Generator().manual_seed(5))
+    x_aug = sample(aug, 40, c=c, y=y, generator=torch.Generator().manual_seed(5))
     assert torch.equal(x_pre, x_aug)
-    out = rollout(aug, _classifier3(), c, y, torch.Generator().manual_seed(1))
+    out = rollout(aug, _classifier3(), c=c, y=y, generator=torch.Generator().manual_seed(1))
     assert out.kl.abs().max() == 0.0
 
 
 def _classifier3():
-    return MLPClassifier(num_classes=3).requires_grad_(False)
+    return MLPClassifier(num_labels=3).requires_grad_(False)
 
 
 def test_lora_images_zero_init():
@@ -48,8 +48,8 @@ def test_lora_images_zero_init():
     sampler = DiffusionSampler(NoiseSchedule.cosine(10), num_steps=5, clip_x0=1.0)
     for aug in (LoRAAugmentedModel(net, sampler, 2, rank=2, conv=True),
                 HeadAugmentedModel(net, sampler, 2, width=8)):
-        x_pre = sampler.sample(net, 4, 1, generator=torch.Generator().manual_seed(3))
-        x_aug = sample(aug, 4, 1, 1, generator=torch.Generator().manual_seed(3))
+        x_pre = sampler.sample(net, 4, c=1, generator=torch.Generator().manual_seed(3))
+        x_aug = sample(aug, 4, c=1, y=1, generator=torch.Generator().manual_seed(3))
         assert torch.equal(x_pre, x_aug)
 
 
@@ -73,8 +73,8 @@ def test_constant_control_kl(toy):
     net, sampler = toy
     a = torch.tensor([0.3, -0.4])
     aug = _ConstantControl(net, sampler, a)
-    out = rollout(aug, _Zero(), 0, torch.zeros(8, dtype=torch.long),
-                  torch.Generator().manual_seed(0))
+    out = rollout(aug, _Zero(), c=0, y=torch.zeros(8, dtype=torch.long),
+                  generator=torch.Generator().manual_seed(0))
     expected = 0.5 * float(a.pow(2).sum())
     assert torch.allclose(out.kl[:, :-1], torch.full_like(out.kl[:, :-1], expected))
     assert torch.all(out.kl[:, -1] == 0)           # the noise-free last step: no control
@@ -88,7 +88,7 @@ def test_constant_control_kl(toy):
 
 
 class _Zero(torch.nn.Module):
-    num_classes = 1
+    num_labels = 1
 
     def forward(self, x, c=None):
         return torch.zeros(x.shape[0], 1)
@@ -106,8 +106,8 @@ def test_gradient_modes(toy, mode):
     grads = {}
     for m in ("full", mode):
         aug.zero_grad()
-        out = rollout(aug, reward, 0, y, torch.Generator().manual_seed(2), gradient=m,
-                      truncate_steps=3)
+        out = rollout(aug, reward, c=0, y=y, generator=torch.Generator().manual_seed(2),
+                      gradient=m, truncate_steps=3)
         out.J.mean().backward()
         grads[m] = aug.head.out.weight.grad.clone()
         if m == "full":
@@ -140,25 +140,29 @@ def test_bad_inputs(toy):
     with pytest.raises(ValueError, match="sampler"):
         HeadAugmentedModel(net, "ddpm", 2)
     with pytest.raises(ValueError, match="y"):
-        sample(aug, 4, 0, 5)
+        sample(aug, 4, c=0, y=5)
     with pytest.raises(ValueError, match="n"):
-        sample(aug, -1, 0, 0)
-    with pytest.raises(ValueError, match="cond"):
-        sample(aug, 4, 7, 0)
+        sample(aug, -1, c=0, y=0)
+    with pytest.raises(ValueError, match="c must lie in 0..1"):
+        sample(aug, 4, c=7, y=0)
+    with pytest.raises(ValueError, match="c must be non-negative"):
+        sample(aug, 4, c=-1, y=0)
+    with pytest.raises(TypeError, match="y"):
+        sample(aug, 4, c=0)                      # y is required: no silent default label
     with pytest.raises(ValueError, match="alpha"):
         finetune(aug, reward, alpha=0.0)
     with pytest.raises(ValueError, match="batch_size"):
         finetune(aug, reward, batch_size=-2)
     with pytest.raises(ValueError, match="gradient"):
-        rollout(aug, reward, 0, torch.zeros(4, dtype=torch.long), gradient="sideways")
+        rollout(aug, reward, c=0, y=torch.zeros(4, dtype=torch.long), gradient="sideways")
     with pytest.raises(ValueError, match="y"):
-        rollout(aug, reward, 0, torch.zeros(4, 2, dtype=torch.long))
+        rollout(aug, reward, c=0, y=torch.zeros(4, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="num_labels"):
         finetune(HeadAugmentedModel(net, sampler, 3), reward)
 
 
 def test_reward_gradient_flows_through_the_frozen_pretrained_steps(toy):
-    """Design note 3: mean_pre must stay differentiable. d E[log p(y|x_0)] / d x_T from
+    """The pre-trained mean must stay differentiable (Chapter 5). d E[log p(y|x_0)] / d x_T from
     autograd through every frozen step equals a central finite difference."""
     net, sampler = toy
     torch.manual_seed(0)
@@ -168,7 +172,7 @@ def test_reward_gradient_flows_through_the_frozen_pretrained_steps(toy):
     x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
 
     def mean_log_reward(x):
-        out = rollout(aug, reward, 0, y, torch.Generator().manual_seed(4), x_T=x)
+        out = rollout(aug, reward, c=0, y=y, generator=torch.Generator().manual_seed(4), x_T=x)
         return out.log_reward.sum()
 
     x = x_T.clone().requires_grad_(True)

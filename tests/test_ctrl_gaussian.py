@@ -9,11 +9,15 @@ of the prior N(m_s, v_s), and alpha log Z = log N(y_obs; m_s, v_s + tau^2).
 
 import torch
 
-from ctrl_teach.ctrl import GaussianLikelihood, HeadAugmentedModel, finetune, rollout, sample
-from ctrl_teach.ctrl.references import (
+from ctrl_teach.ctrl import (
+    GaussianLikelihood,
+    HeadAugmentedModel,
     certificate_gap,
+    finetune,
     gaussian_log_evidence,
     gaussian_posterior,
+    rollout,
+    sample,
 )
 from ctrl_teach.data.toys import GaussianMixture
 from ctrl_teach.diffusion import (
@@ -43,7 +47,7 @@ def test_gaussian_posterior_learned():
     m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
     m_post, v_post = gaussian_posterior(m_s, v_s, Y_OBS, TAU)
     m_data, v_data = gaussian_posterior(0.0, 1.0, Y_OBS, TAU)
-    x = sample(aug, 20000, None, 0, generator=torch.Generator().manual_seed(1))
+    x = sample(aug, 20000, y=0, generator=torch.Generator().manual_seed(1))
     m, v = float(x.mean()), float(x.var())
     print(f"fine-tuned mean {m:.4f} var {v:.4f}; posterior of sampler law {m_post:.4f} "
           f"{v_post:.4f}; posterior of N(0,1) {m_data:.4f} {v_data:.4f}")
@@ -52,8 +56,8 @@ def test_gaussian_posterior_learned():
     # certificate: log Z closed form, gap >= 0 up to noise and small
     log_z = gaussian_log_evidence(m_s, v_s, Y_OBS, TAU)
     with torch.no_grad():
-        out = rollout(aug, reward, None, torch.zeros(8000, dtype=torch.long),
-                      torch.Generator().manual_seed(2))
+        out = rollout(aug, reward, y=torch.zeros(8000, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(2))
     gap, se = certificate_gap(log_z, 0.0, out.J)
     print(f"gap {gap:.4f} +- {se:.4f}")
     assert gap > -3 * se

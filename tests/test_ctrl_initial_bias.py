@@ -1,4 +1,4 @@
-"""The initial-value bias (related-methods 5.4) and its fix by a tilted initial law.
+"""The initial-value bias (Chapter 4) and its fix by a tilted initial law.
 
 A linear schedule with small betas leaves signal at T (abar_T ~ 0.6), so x_T remembers x_0.
 Keeping x_T ~ N(0, 1) then costs exactly alpha KL(nu || nu*) with nu* ∝ nu h_T, and
@@ -9,8 +9,15 @@ import math
 
 import torch
 
-from ctrl_teach.ctrl import GaussianLikelihood, HeadAugmentedModel, finetune, rollout, sample
-from ctrl_teach.ctrl.references import certificate_gap, gaussian_posterior
+from ctrl_teach.ctrl import (
+    GaussianLikelihood,
+    HeadAugmentedModel,
+    certificate_gap,
+    finetune,
+    gaussian_posterior,
+    rollout,
+    sample,
+)
 from ctrl_teach.data.toys import GaussianMixture
 from ctrl_teach.diffusion import (
     DiffusionSampler,
@@ -24,8 +31,8 @@ Y_OBS, TAU = 1.0, 0.5
 
 def _gap(aug, reward, log_z):
     with torch.no_grad():
-        out = rollout(aug, reward, None, torch.zeros(8000, dtype=torch.long),
-                      torch.Generator().manual_seed(2))
+        out = rollout(aug, reward, y=torch.zeros(8000, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(2))
     return certificate_gap(log_z, 0.0, out.J)
 
 
@@ -49,7 +56,7 @@ def test_initial_value_bias_and_fix():
         torch.manual_seed(0)
         aug = HeadAugmentedModel(net, sampler, 1, learn_initial=learn, width=64)
         finetune(aug, reward, iterations=200, batch_size=256, lr=1e-2, seed=0)
-        x = sample(aug, 20000, None, 0, generator=torch.Generator().manual_seed(1))
+        x = sample(aug, 20000, y=0, generator=torch.Generator().manual_seed(1))
         results[learn] = (*_gap(aug, reward, log_z), float(x.mean()), float(x.var()))
         print(f"learn_initial={learn}: gap {results[learn][0]:.4f} +- {results[learn][1]:.4f}"
               f" (KL(nu||nu*) = {kl_nu:.4f}); mean {results[learn][2]:.4f} var "

@@ -11,8 +11,14 @@ same product reward (the exact target under the learned classifiers).
 import pytest
 import torch
 
-from ctrl_teach.ctrl import HeadAugmentedModel, MultiTaskReward, finetune, fit_classifier, sample
-from ctrl_teach.ctrl.references import rejection_sample
+from ctrl_teach.ctrl import (
+    HeadAugmentedModel,
+    MultiTaskReward,
+    finetune,
+    fit_classifier,
+    rejection_sample,
+    sample,
+)
 from ctrl_teach.data import load_toy
 from ctrl_teach.diffusion import DiffusionSampler
 from ctrl_teach.pretrained import load_pretrained
@@ -30,8 +36,8 @@ def multitask():
     x, _ = toy.sample_joint(4000, generator=gen)
     y1, y2 = rules(x)
     # disjoint halves: the first half is labelled only with y1, the second only with y2
-    clf1 = fit_classifier(x[:2000], y1[:2000], num_classes=2, seed=1)
-    clf2 = fit_classifier(x[2000:], y2[2000:], num_classes=2, seed=2)
+    clf1 = fit_classifier(x[:2000], y1[:2000], num_labels=2, seed=1).reward
+    clf2 = fit_classifier(x[2000:], y2[2000:], num_labels=2, seed=2).reward
     reward = MultiTaskReward([clf1, clf2], flat=True)
     pre = load_pretrained("toy-gmm")
     sampler = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0, clip_x0=3.0)
@@ -44,11 +50,11 @@ def multitask():
 def test_joint_accuracy_matches_rejection(multitask, c):
     pre, sampler, reward, aug = multitask
     g = torch.Generator().manual_seed(5 + c)
-    x_pre = sampler.sample(pre.network, 8000, c, generator=g)
+    x_pre = sampler.sample(pre.network, 8000, c=c, generator=g)
     for flat in range(4):
         want = reward.decode(torch.tensor([flat]))[0]
-        x = sample(aug, 1000, c, flat, generator=g)
-        target = rejection_sample(x_pre, reward, flat, c, generator=g)
+        x = sample(aug, 1000, c=c, y=flat, generator=g)
+        target = rejection_sample(x_pre, reward, c=c, y=flat, generator=g)
         acc = [float(((r1 == want[0]) & (r2 == want[1])).float().mean())
                for r1, r2 in (rules(x), rules(target))]
         print(f"c={c} (y1, y2)={tuple(want.tolist())}: joint accuracy CTRL {acc[0]:.3f}, "

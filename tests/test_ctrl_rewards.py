@@ -14,14 +14,12 @@ from ctrl_teach.ctrl import (
     TemperatureScaled,
     expected_calibration_error,
     reliability_curve,
-    reward_log_prob,
-    train_classifier,
-)
-from ctrl_teach.ctrl.references import (
     gaussian_posterior,
     log_partition,
     probit_log_partition,
     rejection_sample,
+    reward_log_prob,
+    train_classifier,
 )
 from ctrl_teach.data import load_toy
 
@@ -36,18 +34,18 @@ def _labelled(n=3000, seed=0):
 
 def test_log_probs_normalised():
     x = torch.randn(16, 2)
-    for m in (MLPClassifier(num_classes=3, num_conditions=2), ProbitClassifier([1.0, -1.0])):
+    for m in (MLPClassifier(num_labels=3, num_conditions=2), ProbitClassifier([1.0, -1.0])):
         lp = m(x, torch.zeros(16, dtype=torch.long))
-        assert lp.shape == (16, m.num_classes)
+        assert lp.shape == (16, m.num_labels)
         assert torch.allclose(lp.exp().sum(1), torch.ones(16), atol=1e-5)
-    lp = CNNClassifier(num_classes=3)(torch.randn(5, 1, 8, 8))
+    lp = CNNClassifier(num_labels=3)(torch.randn(5, 1, 8, 8))
     assert lp.shape == (5, 3) and torch.allclose(lp.exp().sum(1), torch.ones(5), atol=1e-5)
 
 
 def test_train_and_temperature_scale():
     torch.manual_seed(0)
     x, y = _labelled()
-    fit = train_classifier(MLPClassifier(width=32), x, y, steps=300, lr=3e-3, seed=0)
+    fit = train_classifier(MLPClassifier(width=32), x, y, iterations=300, lr=3e-3, seed=0)
     assert fit.val_accuracy > 0.75 and fit.val_nll < 0.5
     # make it over-confident, then temperature scaling must undo it
     hot = TemperatureScaled(fit.model, 0.2)
@@ -75,8 +73,8 @@ def test_ece_perfect_and_bad_inputs():
         train_classifier(MLPClassifier(), torch.randn(10, 2), torch.zeros(10, dtype=torch.long),
                          holdout=2.0)
     with pytest.raises(ValueError, match="y"):
-        reward_log_prob(ProbitClassifier([1.0, 0.0]), torch.randn(4, 2), None,
-                        torch.tensor([0, 1, 2, 0]))
+        reward_log_prob(ProbitClassifier([1.0, 0.0]), torch.randn(4, 2),
+                        y=torch.tensor([0, 1, 2, 0]))
     with pytest.raises(ValueError, match="tau"):
         GaussianLikelihood([0.0], tau=-1.0)
 
@@ -87,22 +85,22 @@ def test_multitask_reward_sums_tasks():
     x = torch.randn(6, 2)
     y = torch.tensor([[0, 1], [1, 0], [1, 1], [0, 0], [1, 1], [0, 1]])
     want = a(x).gather(1, y[:, :1]).squeeze(1) + 2 * b(x).gather(1, y[:, 1:]).squeeze(1)
-    assert torch.allclose(reward_log_prob(mt, x, None, y), want)
-    assert mt.num_classes == (2, 2)
+    assert torch.allclose(reward_log_prob(mt, x, c=None, y=y), want)
+    assert mt.num_labels == (2, 2)
     with pytest.raises(ValueError, match="y"):
-        reward_log_prob(mt, x, None, y[:, 0])
+        reward_log_prob(mt, x, c=None, y=y[:, 0])
 
 
 def test_probit_partition_and_rejection():
     toy = load_toy("gmm")
     mix = toy.mixture(1)
     w, b, s = [1.0, 0.5], -0.3, 0.7
-    exact = probit_log_partition(mix, w, b, s, 1)
+    exact = probit_log_partition(mix, w, b, s, y=1)
     x = mix.sample(40000, generator=torch.Generator().manual_seed(0))
     reward = ProbitClassifier(w, b, s)
-    mc, se = log_partition(x, reward, 1)
+    mc, se = log_partition(x, reward, y=1)
     assert abs(mc - exact) < 4 * se + 1e-3
-    acc = rejection_sample(x, reward, 1, generator=torch.Generator().manual_seed(1))
+    acc = rejection_sample(x, reward, y=1, generator=torch.Generator().manual_seed(1))
     assert abs(acc.shape[0] / x.shape[0] - math.exp(exact)) < 0.01
 
 
@@ -117,12 +115,12 @@ def test_gaussian_likelihood_rejection_matches_posterior():
 
 
 def test_multitask_flat_labels():
-    a, b = ProbitClassifier([1.0, 0.0]), MLPClassifier(num_classes=3)
+    a, b = ProbitClassifier([1.0, 0.0]), MLPClassifier(num_labels=3)
     mt, flat = MultiTaskReward([a, b]), MultiTaskReward([a, b], flat=True)
-    assert flat.num_classes == 6
+    assert flat.num_labels == 6
     y = torch.tensor([[0, 2], [1, 0], [1, 2]])
     assert torch.equal(flat.decode(flat.encode(y)), y)
     x = torch.randn(3, 2)
     with torch.no_grad():
-        assert torch.allclose(reward_log_prob(flat, x, None, flat.encode(y)),
-                              reward_log_prob(mt, x, None, y))
+        assert torch.allclose(reward_log_prob(flat, x, c=None, y=flat.encode(y)),
+                              reward_log_prob(mt, x, c=None, y=y))

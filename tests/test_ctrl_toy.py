@@ -10,8 +10,7 @@ sampled by rejection from the same pre-trained sampler, and alpha log Z by Monte
 import pytest
 import torch
 
-from ctrl_teach.ctrl import HeadAugmentedModel, ProbitClassifier, finetune
-from ctrl_teach.ctrl.references import evaluate_against_target
+from ctrl_teach.ctrl import HeadAugmentedModel, ProbitClassifier, evaluate_against_target, finetune
 from ctrl_teach.diffusion import DiffusionSampler
 from ctrl_teach.pretrained import load_pretrained
 
@@ -32,7 +31,7 @@ def trained():
 def test_toy_matches_exact_target(trained, c, y):
     net, sampler, reward, aug, hist = trained
     g = torch.Generator().manual_seed(10 + 2 * c + y)
-    r = evaluate_against_target(net, sampler, reward, aug, c, y, g)
+    r = evaluate_against_target(aug, reward, c=c, y=y, generator=g)
     gap, se, ed, ed_nothing = r["gap"], r["gap_se"], r["ed"], r["ed_nothing"]
     conf, conf_exact = r["confidence"], r["confidence_exact"]
     print(f"c={c} y={y}: gap {gap:.4f} +- {se:.4f}; ED {ed:.4f} (do nothing {ed_nothing:.4f})"
@@ -70,7 +69,7 @@ def test_ring_reaches_the_optimum_with_finer_steps():
     finetune(aug, reward, iterations=800, batch_size=256, lr=3e-3, seed=0)
     for y in (0, 1):
         g = torch.Generator().manual_seed(10 + y)
-        r = evaluate_against_target(pre.network, sampler, reward, aug, 0, y, g)
+        r = evaluate_against_target(aug, reward, c=0, y=y, generator=g)
         print(f"ring, 50 steps, y={y}: gap {r['gap']:.4f} +- {r['gap_se']:.4f}, ED {r['ed']:.4f}"
               f" (do nothing {r['ed_nothing']:.4f})")
         assert -3 * r["gap_se"] < r["gap"] < 0.05 + 2 * r["gap_se"]

@@ -43,9 +43,9 @@ def test_monte_carlo_value_matches_closed_form(alpha):
     x = torch.linspace(-1, 1.5, 5)[:, None]
     gen = torch.Generator().manual_seed(0)
     for i in (0, 25, 40, sampler.num_steps):
-        v, se = monte_carlo_value(net, sampler, reward, x, i, None, 0, alpha=alpha,
+        v, se = monte_carlo_value(net, sampler, reward, x, i, y=0, alpha=alpha,
                                   num_rollouts=1000, generator=gen, return_se=True)
-        exact = gaussian_value(x, sampler, 0.0, 1.0, reward, i, 0, alpha=alpha)
+        exact = gaussian_value(x, sampler, 0.0, 1.0, reward, i, y=0, alpha=alpha)
         assert v.shape == (5,)
         # 4 standard errors plus the O(1/M) log-mean-exp bias (and float32 rounding)
         assert ((v - exact).abs() <= 4 * se + 0.01).all(), (i, v, exact, se)
@@ -59,13 +59,13 @@ def test_gaussian_value_endpoints_and_bellman():
     K = sampler.num_steps
     # v_0 = r at the end of the chain
     r = reward(x)[torch.arange(6), y]
-    assert torch.allclose(gaussian_value(x, sampler, 0.0, 1.0, reward, K, y), r, atol=1e-5)
+    assert torch.allclose(gaussian_value(x, sampler, 0.0, 1.0, reward, K, y=y), r, atol=1e-5)
     # at the start: E_{N(0,1)}[exp(v_T)] = Z, log Z = log N(y; m_s, v_s + tau^2)
     m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
     log_z = -0.5 * (Y_OBS - m_s) ** 2 / (v_s + TAU**2) - 0.5 * math.log(
         2 * math.pi * (v_s + TAU**2))
     xs = torch.randn(200_000, 1, generator=gen, dtype=torch.float64)
-    vT = gaussian_value(xs, sampler, 0.0, 1.0, reward, 0, 0)
+    vT = gaussian_value(xs, sampler, 0.0, 1.0, reward, 0, y=0)
     assert abs(float(torch.logsumexp(vT, 0)) - math.log(xs.shape[0]) - log_z) < 0.01
     # soft Bellman: v_t(x) = alpha log E_{p_pre(x'|x)}[exp(v_t'(x') / alpha)], one exact step
     alpha, i = 0.7, 20
@@ -73,9 +73,9 @@ def test_gaussian_value_endpoints_and_bellman():
     xp = step.mean[:, None, :] + step.std * torch.randn(6, 100_000, 1, generator=gen,
                                                          dtype=torch.float64)
     vnext = gaussian_value(xp.reshape(-1, 1), sampler, 0.0, 1.0, reward, i + 1,
-                           y.repeat_interleave(100_000), alpha=alpha).view(6, -1)
+                           y=y.repeat_interleave(100_000), alpha=alpha).view(6, -1)
     rhs = alpha * (torch.logsumexp(vnext / alpha, 1) - math.log(vnext.shape[1]))
-    lhs = gaussian_value(x.double(), sampler, 0.0, 1.0, reward, i, y, alpha=alpha)
+    lhs = gaussian_value(x.double(), sampler, 0.0, 1.0, reward, i, y=y, alpha=alpha)
     assert torch.allclose(lhs, rhs, atol=5e-3)
 
 
@@ -84,18 +84,18 @@ def test_optimal_control_matches_closed_form():
     x = torch.linspace(-2, 2, 5)[:, None]
     gen = torch.Generator().manual_seed(2)
     for i in (25, 45):
-        a = optimal_control(net, sampler, reward, x, i, None, 0, num_rollouts=1000,
+        a = optimal_control(net, sampler, reward, x, i, y=0, num_rollouts=1000,
                             generator=gen)
-        exact = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, i, 0)
+        exact = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, i, y=0)
         assert a.shape == x.shape
         assert ((a - exact).abs() <= 0.1 * exact.abs() + 0.03).all(), (i, a, exact)
     # the final noise-free step is never controlled
     last = sampler.num_steps - 1
-    assert (optimal_control(net, sampler, reward, x, last, None, 0) == 0).all()
-    assert (gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, last, 0) == 0).all()
+    assert (optimal_control(net, sampler, reward, x, last, y=0) == 0).all()
+    assert (gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, last, y=0) == 0).all()
     # exact tilted step vs first order: same sign, smaller, and equal as sigma -> 0
-    first = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 25, 0)
-    full = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 25, 0, exact_step=True)
+    first = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 25, y=0)
+    full = gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 25, y=0, exact_step=True)
     assert ((full.abs() <= first.abs()) & (full * first >= 0)).all()
 
 
@@ -107,12 +107,12 @@ def test_two_dimensional_case():
     reward = GaussianLikelihood([1.0], 0.6, w=[1.0, 0.5])
     x = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-1.0, 2.0]])
     gen = torch.Generator().manual_seed(3)
-    v, se = monte_carlo_value(net, sampler, reward, x, 8, None, 0, num_rollouts=1000,
+    v, se = monte_carlo_value(net, sampler, reward, x, 8, y=0, num_rollouts=1000,
                               generator=gen, return_se=True)
-    exact = gaussian_value(x, sampler, torch.tensor(mean), std**2, reward, 8, 0)
+    exact = gaussian_value(x, sampler, torch.tensor(mean), std**2, reward, 8, y=0)
     assert ((v - exact).abs() <= 4 * se + 0.01).all()
-    a = optimal_control(net, sampler, reward, x, 12, None, 0, num_rollouts=1000, generator=gen)
-    a_exact = gaussian_optimal_control(x, sampler, torch.tensor(mean), std**2, reward, 12, 0)
+    a = optimal_control(net, sampler, reward, x, 12, y=0, num_rollouts=1000, generator=gen)
+    a_exact = gaussian_optimal_control(x, sampler, torch.tensor(mean), std**2, reward, 12, y=0)
     assert ((a - a_exact).abs() <= 0.1 * a_exact.abs() + 0.03).all()
     A, B, V = gaussian_chain_to_data(sampler, torch.tensor(mean), std**2, 0)
     assert B.shape == (2,) and V > 0
@@ -128,24 +128,24 @@ def test_bad_arguments_raise():
     ]
     for name, kw in cases:
         with pytest.raises(ValueError, match=name):
-            monte_carlo_value(net, sampler, reward, x, 0, None, 0, **kw)
+            monte_carlo_value(net, sampler, reward, x, 0, y=0, **kw)
         with pytest.raises(ValueError, match=name):
-            optimal_control(net, sampler, reward, x, 0, None, 0, **kw)
+            optimal_control(net, sampler, reward, x, 0, y=0, **kw)
     with pytest.raises(ValueError, match="step_index"):
-        monte_carlo_value(net, sampler, reward, x, sampler.num_steps + 1, None, 0)
+        monte_carlo_value(net, sampler, reward, x, sampler.num_steps + 1, y=0)
     with pytest.raises(ValueError, match="step_index"):
-        optimal_control(net, sampler, reward, x, sampler.num_steps, None, 0)
+        optimal_control(net, sampler, reward, x, sampler.num_steps, y=0)
     with pytest.raises(ValueError, match="step_index"):
-        gaussian_value(x, sampler, 0.0, 1.0, reward, -1, 0)
+        gaussian_value(x, sampler, 0.0, 1.0, reward, -1, y=0)
     with pytest.raises(ValueError, match="sampler"):
-        monte_carlo_value(net, "ddpm", reward, x, 0, None, 0)
+        monte_carlo_value(net, "ddpm", reward, x, 0, y=0)
     with pytest.raises(ValueError, match="x"):
-        monte_carlo_value(net, sampler, reward, torch.zeros(3, 2), 0, None, 0)
+        monte_carlo_value(net, sampler, reward, torch.zeros(3, 2), 0, y=0)
     with pytest.raises(ValueError, match="y"):
-        monte_carlo_value(net, sampler, reward, x, 0, None, torch.zeros(2, dtype=torch.long))
+        monte_carlo_value(net, sampler, reward, x, 0, y=torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="data_var"):
-        gaussian_value(x, sampler, 0.0, -1.0, reward, 0, 0)
+        gaussian_value(x, sampler, 0.0, -1.0, reward, 0, y=0)
     with pytest.raises(ValueError, match="reward"):
-        gaussian_value(x, sampler, 0.0, 1.0, torch.nn.Identity(), 0, 0)
+        gaussian_value(x, sampler, 0.0, 1.0, torch.nn.Identity(), 0, y=0)
     with pytest.raises(ValueError, match="y"):
-        gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 0, 5)
+        gaussian_optimal_control(x, sampler, 0.0, 1.0, reward, 0, y=5)

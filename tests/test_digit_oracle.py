@@ -41,7 +41,8 @@ def test_wrong_shapes_raise():
 
 
 def test_short_training_run():
-    model, acc = train_digit_oracle(seed=0, epochs=1)
+    fit = train_digit_oracle(seed=0, epochs=1)
+    model, acc = fit.model, fit.test_accuracy
     assert isinstance(model, DigitOracle) and not model.training
     assert 0.0 <= acc <= 1.0
     assert acc > 0.2  # one epoch already beats chance (0.1)

@@ -141,12 +141,13 @@ def test_figures(results):
 def test_digit_metrics_on_real_digits():
     problem = digits_problem(settings=reduced_config()["digits"])
     gen = torch.Generator().manual_seed(0)
-    target = problem.target(None, 2, 200, gen)
-    ref = problem.target(None, 2, 100, gen, part="reference")   # disjoint real digits
+    target = problem.target(200, c=None, y=2, generator=gen)
+    ref = problem.target(100, c=None, y=2, generator=gen, part="reference")   # disjoint
     assert not any(torch.equal(a, b) for a in ref[:20] for b in target)
-    r = evaluate_samples(problem, ref, None, 2, target, gen)
+    r = evaluate_samples(problem, ref, target, c=None, y=2, generator=gen)
     assert r["accuracy"] == 1.0 and abs(r["ed"]) < 0.2
-    r0 = evaluate_samples(problem, problem.target(None, 0, 100, gen), None, 2, target, gen)
+    other = problem.target(100, c=None, y=0, generator=gen)
+    r0 = evaluate_samples(problem, other, target, c=None, y=2, generator=gen)
     assert r0["accuracy"] == 0.0 and r0["ed"] > r["ed"]
 
 

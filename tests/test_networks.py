@@ -46,11 +46,11 @@ def test_bad_inputs_name_the_argument():
         net(torch.randn(2, 3), t)
     with pytest.raises(ValueError, match="t"):
         net(torch.randn(2, 2), torch.tensor([1]))
-    with pytest.raises(ValueError, match="cond"):
+    with pytest.raises(ValueError, match="c must be None or a long tensor"):
         net(torch.randn(2, 2), t, torch.tensor([0]))
     with pytest.raises(ValueError, match="extra_emb"):
         net(torch.randn(2, 2), t, extra_emb=torch.zeros(2, 5))
-    with pytest.raises(ValueError, match="cond"):
+    with pytest.raises(ValueError, match="c must be None"):
         MLPDenoiser(2, 10, 0)(torch.randn(2, 2), t, torch.tensor([0, 0]))
     with pytest.raises(ValueError, match="image_size"):
         UNetDenoiser(image_size=6, channel_mults=(1, 2, 2))

@@ -32,7 +32,7 @@ def test_toy_models_match_fresh_data_and_beat_a_gaussian_fit(name):
     toy = load_toy(name.removeprefix("toy-"))
     gen = torch.Generator().manual_seed(0)
     for c in range(toy.num_conditions):
-        samples = model.sample(N, c, generator=gen)
+        samples = model.sample(N, c=c, generator=gen)
         fresh, other = toy.sample(N, c, generator=gen), toy.sample(N, c, generator=gen)
         model_ed = energy_distance(samples, fresh)
         noise_ed = energy_distance(other, fresh)  # two exact samples: the Monte Carlo floor
@@ -55,7 +55,7 @@ def test_digits_model_samples_are_recognised_per_class():
     oracle = load_digit_oracle()
     per_class = 50
     cond = torch.arange(10).repeat_interleave(per_class)
-    x = model.sample(len(cond), cond, generator=torch.Generator().manual_seed(0))
+    x = model.sample(len(cond), c=cond, generator=torch.Generator().manual_seed(0))
     assert x.shape == (500, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
     acc = (oracle.predict(x) == cond).float().reshape(10, per_class).mean(1)
     assert float(acc.mean()) >= 0.8, acc.tolist()
@@ -73,8 +73,8 @@ def test_same_seed_gives_identical_samples_after_a_round_trip(tmp_path):
     model = load_pretrained("toy-gmm")
     save_checkpoint(tmp_path / "toy-gmm", model.network, model.meta)
     twin = load_pretrained("toy-gmm", weights_dir=tmp_path)
-    a = model.sample(64, 1, generator=torch.Generator().manual_seed(5))
-    b = twin.sample(64, 1, generator=torch.Generator().manual_seed(5))
+    a = model.sample(64, c=1, generator=torch.Generator().manual_seed(5))
+    b = twin.sample(64, c=1, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
 
 
@@ -124,6 +124,6 @@ def test_retrain_is_reproducible_from_seeds(tmp_path):
     from ctrl_teach.pretrained import retrain
 
     for k in range(2):
-        retrain("toy-gmm", weights_dir=tmp_path / str(k), device="cpu", steps=30, progress=False)
+        retrain("toy-gmm", weights_dir=tmp_path / str(k), device="cpu", iterations=30, progress=False)
     blobs = [(tmp_path / str(k) / "toy-gmm.pt").read_bytes() for k in range(2)]
     assert blobs[0] == blobs[1]

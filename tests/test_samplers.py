@@ -125,12 +125,14 @@ def test_bad_sampler_arguments():
     with pytest.raises(ValueError, match="schedule"):
         DiffusionSampler("linear")
     with pytest.raises(ValueError, match="n"):
-        sampler.sample(model, -2, 0)
-    with pytest.raises(ValueError, match="cond"):
-        sampler.sample(model, 4, 7)
-    with pytest.raises(ValueError, match="cond"):
-        sampler.sample(model, 4, torch.tensor([0, 1]))
+        sampler.sample(model, -2, c=0)
+    with pytest.raises(ValueError, match="c must lie"):
+        sampler.sample(model, 4, c=7)
+    with pytest.raises(ValueError, match="c must be non-negative"):
+        sampler.sample(model, 4, c=-1)
+    with pytest.raises(ValueError, match="c must have 4 entries"):
+        sampler.sample(model, 4, c=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="x_T"):
-        sampler.sample(model, 4, 0, x_T=torch.zeros(4, 3))
+        sampler.sample(model, 4, c=0, x_T=torch.zeros(4, 3))
     with pytest.raises(ValueError, match="x_T"):
-        sampler.sample(model, 2, 0, x_T=torch.tensor([[0.0, float("nan")]] * 2))
+        sampler.sample(model, 2, c=0, x_T=torch.tensor([[0.0, float("nan")]] * 2))

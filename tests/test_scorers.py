@@ -53,7 +53,7 @@ def test_symmetry():
 @pytest.mark.parametrize("name", SCORER_NAMES)
 def test_tertiles_balanced_on_real_digits(name, digits):
     scorer = make_scorer(name)
-    assert scorer.num_classes == 3 and len(scorer.bucket_names) == 3
+    assert scorer.num_labels == 3 and len(scorer.bucket_names) == 3
     assert torch.all(scorer.edges[1:] > scorer.edges[:-1])
     labels = scorer.label(digits[0])
     assert labels.dtype == torch.long
@@ -82,7 +82,7 @@ def test_scorer_at_size_16():
 
 def test_more_buckets():
     scorer = make_scorer("symmetry", num_buckets=5)
-    assert scorer.num_classes == 5 and len(scorer.edges) == 4
+    assert scorer.num_labels == 5 and len(scorer.edges) == 4
 
 
 def test_labelled_dataset_noise_levels(digits):
@@ -106,7 +106,7 @@ def test_labelled_dataset_noise_levels(digits):
 def test_labelled_dataset_flips_are_uniform_over_other_classes():
     pool = torch.zeros(6000, 2)
     _, y = make_labelled_dataset(
-        pool, lambda x: torch.zeros(len(x), dtype=torch.long), 6000, label_noise=1.0, num_classes=4
+        pool, lambda x: torch.zeros(len(x), dtype=torch.long), 6000, label_noise=1.0, num_labels=4
     )
     counts = torch.bincount(y, minlength=4)
     assert counts[0] == 0
@@ -115,7 +115,7 @@ def test_labelled_dataset_flips_are_uniform_over_other_classes():
 
 def test_labelled_dataset_with_replacement():
     pool = torch.arange(5.0)[:, None]
-    x, y = make_labelled_dataset(pool, lambda x: (x[:, 0] > 2).long(), 50, num_classes=2)
+    x, y = make_labelled_dataset(pool, lambda x: (x[:, 0] > 2).long(), 50, num_labels=2)
     assert x.shape == (50, 1)
     torch.testing.assert_close(y, (x[:, 0] > 2).long())
 
@@ -148,11 +148,11 @@ def test_errors(digits):
         make_labelled_dataset(pool, scorer, 10, label_noise=1.5)
     with pytest.raises(ValueError, match="pool"):
         make_labelled_dataset(torch.zeros(10), scorer, 5)
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(ValueError, match="num_labels"):
         make_labelled_dataset(torch.zeros(10, 2), lambda x: torch.zeros(len(x)).long(), 5)
     with pytest.raises(ValueError, match="labeller output"):
         make_labelled_dataset(
-            torch.zeros(10, 2), lambda x: torch.full((len(x),), 7), 5, num_classes=3
+            torch.zeros(10, 2), lambda x: torch.full((len(x),), 7), 5, num_labels=3
         )
     with pytest.raises(ValueError, match="edges"):
         TrueScorer("bad", ink_mass, torch.tensor([0.5, 0.2]), ["a", "b", "c"])

@@ -21,7 +21,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["CheckResult", "CheckFailed", "Question", "run_check", "close", "describe_error"]
+__all__ = ["CheckResult", "CheckFailed", "Question", "run_check", "check_choices",
+           "choice_check", "close", "describe_error"]
 
 
 class CheckFailed(Exception):
@@ -111,6 +112,84 @@ def run_check(question: str, name: str, max_points: float, body: Callable[[], st
     if verbose:
         print(result.line())
     return result
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
+
+
+def normalise_choice(answer) -> str:
+    """An answer as compared: stripped, lower-case, without hyphens (``fine-tuning``)."""
+    return str(answer).strip().lower().replace("-", "")
+
+
+def check_choices(question: str, name: str, max_points: float, answers,
+                  expected: dict, verbose: bool = True) -> CheckResult:
+    """Grade a multiple-choice dict: an equal share of the points per right answer.
+
+    Args:
+        question: the question id, e.g. ``"a3.q4"``.
+        name: the variable the student defines (``"answers"``).
+        max_points: points for all answers right.
+        answers: the student's dict ``{key: one word}``.
+        expected: ``{key: (right answer, hint for a wrong one)}``; the right answers are given
+            normalised (:func:`normalise_choice`), the hints point at the evidence, not at the
+            answer.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`CheckResult`; each wrong or missing key is named with its hint.
+    """
+
+    def body():
+        if not isinstance(answers, dict):
+            keys = ", ".join(f"{k!r}: ..." for k in expected)
+            raise CheckFailed(f"`{name}` must be a dict like {{{keys}}}")
+        wrong = []
+        for key, (want, hint) in expected.items():
+            got = normalise_choice(answers.get(key, ""))
+            if got != want:
+                wrong.append(f"{key}: {'missing' if not got else repr(got)} is not it ({hint})")
+        count = len(expected)
+        if wrong:
+            raise CheckFailed("; ".join(wrong), partial=(count - len(wrong)) / count)
+        return f"all {_NUMBER_WORDS[count] if count < len(_NUMBER_WORDS) else count} readings right"
+
+    return run_check(question, name, max_points, body, verbose)
+
+
+def choice_check(question: str, max_points: float, expected: dict, introduced: str,
+                 name: str = "answers") -> Callable:
+    """The ``check_answers(answers, *, hidden=False, verbose=True)`` of a multiple-choice
+    question, graded by :func:`check_choices` (the questions have no hidden variant).
+
+    Args:
+        question: the question id, e.g. ``"a3.q4"``.
+        max_points: points for all answers right.
+        expected: ``{key: (right answer, hint for a wrong one)}``.
+        introduced: the chapter, for the docstring's ``Introduced in:`` line.
+        name: the variable the student defines.
+
+    Returns:
+        The check function.
+    """
+
+    def check_answers(answers, *, hidden: bool = False, verbose: bool = True) -> CheckResult:
+        return check_choices(question, name, max_points, answers, expected, verbose)
+
+    check_answers.__doc__ = f"""Check the multiple-choice ``{name}`` dict of {question}: an equal
+    share of the {max_points:g} points per right answer (see :func:`check_choices`).
+
+    Args:
+        answers: the student's dict ``{{key: one word}}`` with the keys {", ".join(expected)}.
+        hidden: accepted for the common check signature; there is one variant.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`CheckResult`.
+
+    Introduced in: {introduced}
+    """
+    return check_answers
 
 
 def close(a: float, b: float, rtol: float = 1e-4, atol: float = 1e-6) -> bool:

@@ -12,7 +12,7 @@ import json
 
 from ._core import CheckResult
 
-__all__ = ["grade_questions", "emit_grades", "RESULT_MARKER"]
+__all__ = ["grade_questions", "grader", "emit_grades", "RESULT_MARKER"]
 
 RESULT_MARKER = "CTRL_TEACH_GRADES_JSON:"
 
@@ -32,6 +32,32 @@ def grade_questions(questions, namespace: dict, hidden: bool = True,
             res = q.check(namespace[q.name], hidden=hidden, verbose=verbose)
         results.append(res)
     return results
+
+
+def grader(questions):
+    """The ``grade(namespace, hidden=True, verbose=True)`` function of an assignment module.
+
+    Args:
+        questions: the module's list of :class:`~ctrl_teach.assignments._core.Question`.
+
+    Returns:
+        A function that runs :func:`grade_questions` on those questions.
+    """
+
+    def grade(namespace: dict, hidden: bool = True, verbose: bool = True) -> list[CheckResult]:
+        """Run every question's check on the objects in ``namespace``.
+
+        Args:
+            namespace: the notebook's names (``globals()``), e.g. ``gaussian_kl``.
+            hidden: run the grader's hidden variants (the default) or the visible ones.
+            verbose: print one line per question.
+
+        Returns:
+            One :class:`~ctrl_teach.assignments._core.CheckResult` per question.
+        """
+        return grade_questions(questions, namespace, hidden=hidden, verbose=verbose)
+
+    return grade
 
 
 def emit_grades(assignment: str, namespace: dict) -> None:

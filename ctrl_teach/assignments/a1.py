@@ -15,10 +15,12 @@ Introduced in: Chapter 3 (Control as reinforcement learning).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
 from ._core import CheckFailed, Question, run_check
+from ._grading import grader
 
 __all__ = ["check_kl", "check_controlled_step", "check_controlled_sample", "QUESTIONS",
            "grade"]
@@ -79,7 +81,21 @@ def _diagnose_kl(out, ref, mp, mq, std) -> str:
 
 
 def check_kl(gaussian_kl, *, hidden: bool = False, verbose: bool = True):
-    """Check ``gaussian_kl(mean_p, mean_q, std) -> (B,)`` against torch.distributions."""
+    """Check ``gaussian_kl(mean_p, mean_q, std) -> (B,)``, the KL of a mean shift (the book's
+    eq. ``eq-gaussian-kl``), against :func:`torch.distributions.kl_divergence`.
+
+    Args:
+        gaussian_kl: the student's function.
+        hidden: use the grader's inputs (other seeds, shapes and noise levels) instead of
+            the visible ones.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (2 when the values
+        are right but the result is not differentiable).
+
+    Introduced in: Chapter 3 (Control as reinforcement learning).
+    """
 
     def body():
         cases = list(_kl_cases(hidden))
@@ -127,7 +143,22 @@ def _step(mean: torch.Tensor, std: float):
 
 
 def check_controlled_step(controlled_step_kl, *, hidden: bool = False, verbose: bool = True):
-    """Check ``controlled_step_kl(step, a) -> (mean + std a, |a|^2 / 2)``; std 0 raises."""
+    """Check ``controlled_step_kl(step, a) -> (step.mean + step.std a, |a|^2 / 2)``, the
+    controlled step in noise units (eqs. ``eq-policy`` and ``eq-gaussian-kl``); a step with
+    ``std == 0`` must raise ``ValueError``.
+
+    Args:
+        controlled_step_kl: the student's function.
+        hidden: use the grader's inputs (other seeds, shapes and noise levels) instead of
+            the visible ones.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points (1 when the values
+        are right but the noise-free step is not refused).
+
+    Introduced in: Chapter 3 (Control as reinforcement learning).
+    """
 
     def body():
         g = torch.Generator().manual_seed(2027 if hidden else 11)
@@ -192,24 +223,45 @@ def _setup_q3(hidden: bool):
 
 
 def _reference_sample(network, sampler, control, n, c, seed):
+    """The controlled chain by the library's one loop, :meth:`DiffusionSampler.run_chain`.
+
+    Same noise stream as the student's loop (``x_T`` first, then one draw per noisy step): the
+    control consumes no random numbers, so drawing a step's noise before or after evaluating
+    the step gives the same draws.
+    """
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *network.data_shape, generator=g)
-    cond = torch.full((n,), c, dtype=torch.long)
-    kl = torch.zeros(n)
+    x_T = torch.randn(n, *network.data_shape, generator=g)
+    c = sampler.prepare_condition(network, c, n, x_T.device)
+
+    def step_fn(x_t, i):
+        step = sampler.step(network, x_t, i, c)
+        if step.std == 0:                  # the final, noise-free step stays uncontrolled
+            return step, torch.zeros(n)
+        a = control(x_t, step)
+        return replace(step, mean=step.mean + step.std * a), 0.5 * a.flatten(1).pow(2).sum(1)
+
     with torch.no_grad():
-        for i in range(sampler.num_steps):
-            step = sampler.step(network, x, i, cond)
-            if step.std > 0:
-                a = control(x, step)
-                kl = kl + 0.5 * a.flatten(1).pow(2).sum(1)
-                x = step.mean + step.std * a + step.std * torch.randn(x.shape, generator=g)
-            else:
-                x = step.mean
-    return x, kl
+        out = sampler.run_chain(step_fn, x_T, generator=g)
+    return out.x, torch.stack(out.extras, dim=1).sum(1)
 
 
 def check_controlled_sample(controlled_sample, *, hidden: bool = False, verbose: bool = True):
-    """Check ``controlled_sample(network, sampler, control, n, c, generator) -> (x0, kl)``."""
+    """Check ``controlled_sample(network, sampler, control, n, c, generator) -> (x0, kl)``:
+    the controlled chain and its path KL (the book's eq. ``eq-path-kl``), draw for draw against
+    the library's chain :meth:`~ctrl_teach.diffusion.DiffusionSampler.run_chain`.
+
+    Args:
+        controlled_sample: the student's function.
+        hidden: use the grader's inputs (other seeds, shapes and noise levels) instead of
+            the visible ones.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (2 when the path
+        KL is right but ``x_0`` follows another noise stream).
+
+    Introduced in: Chapter 3 (Control as reinforcement learning).
+    """
 
     def body():
         network, sampler, control, seed, c = _setup_q3(hidden)
@@ -258,9 +310,4 @@ QUESTIONS = [
              "controlled chain and its path KL"),
 ]
 
-
-def grade(namespace: dict, hidden: bool = True, verbose: bool = True):
-    """Run every question's check on the objects in ``namespace`` (the grader calls this)."""
-    from ._grading import grade_questions
-
-    return grade_questions(QUESTIONS, namespace, hidden=hidden, verbose=verbose)
+grade = grader(QUESTIONS)  # grade(namespace, hidden=True, verbose=True)

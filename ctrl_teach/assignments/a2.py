@@ -27,6 +27,7 @@ import math
 import torch
 
 from ._core import CheckFailed, Question, run_check
+from ._grading import grader
 
 __all__ = ["Y_OBS", "TAU", "GAP_TARGET", "make_problem", "check_alpha_log_z",
            "check_rollout", "check_trained", "QUESTIONS", "grade"]
@@ -37,23 +38,51 @@ GAP_TARGET = 0.08  # nats, plus twice the standard error of the estimate
 
 def make_problem(num_steps: int = NUM_STEPS, y_obs: float = Y_OBS, tau: float = TAU,
                  width: int = 64, seed: int = 0):
-    """The 1-D problem: ``(sampler, network, reward, aug)``, ``aug`` a fresh
-    :class:`~ctrl_teach.ctrl.HeadAugmentedModel` (zero control) seeded with ``seed``."""
+    """The assignment's 1-D problem: the exact denoiser of ``N(0, 1)``, its sampler, the
+    Gaussian-likelihood reward and a fresh augmented model.
+
+    Args:
+        num_steps: sampler steps (20 in the assignment).
+        y_obs: the observation of the reward ``log N(y_obs; x_0, tau^2)``.
+        tau: the observation noise.
+        width: hidden width of the control head.
+        seed: seeds the head's initial weights (under :func:`~ctrl_teach.profiles.seeded_init`,
+            so the caller's global RNG is left untouched).
+
+    Returns:
+        ``(sampler, network, reward, aug)``, ``aug`` a
+        :class:`~ctrl_teach.ctrl.HeadAugmentedModel` with one label whose control is zero.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
     from ..ctrl import GaussianLikelihood, HeadAugmentedModel
     from ..data.toys import GaussianMixture
     from ..diffusion import DiffusionSampler, ExactMixtureDenoiser, NoiseSchedule
+    from ..profiles import seeded_init
 
     schedule = NoiseSchedule.cosine(T)
     network = ExactMixtureDenoiser(GaussianMixture([1.0], [[0.0]], [1.0]), schedule)
     sampler = DiffusionSampler(schedule, num_steps=num_steps, eta=1.0)
     reward = GaussianLikelihood([y_obs], tau)
-    torch.manual_seed(seed)
-    aug = HeadAugmentedModel(network, sampler, num_labels=1, width=width)
+    with seeded_init(seed):
+        aug = HeadAugmentedModel(network, sampler, num_labels=1, width=width)
     return sampler, network, reward, aug
 
 
 def reference_alpha_log_z(sampler, y_obs: float, tau: float) -> float:
-    """``log N(y_obs; m_s, v_s + tau^2)`` for the sampler's exact output law N(m_s, v_s)."""
+    """The closed-form ``alpha log Z = log N(y_obs; m_s, v_s + tau^2)`` (``alpha = 1``).
+
+    Args:
+        sampler: the pre-trained sampler; its exact output law ``N(m_s, v_s)`` comes from
+            :func:`~ctrl_teach.diffusion.gaussian_sampler_moments`.
+        y_obs: the observation.
+        tau: the observation noise.
+
+    Returns:
+        ``alpha log Z`` in nats.
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
     from ..diffusion import gaussian_sampler_moments
 
     m, v = gaussian_sampler_moments(sampler, 0.0, 1.0)
@@ -66,7 +95,19 @@ def _normal_logpdf(y, m, var):
 
 
 def check_alpha_log_z(alpha_log_z, *, hidden: bool = False, verbose: bool = True):
-    """Check ``alpha_log_z(sampler, y_obs, tau)`` against the closed form."""
+    """Check ``alpha_log_z(sampler, y_obs, tau)`` against the closed form
+    :func:`reference_alpha_log_z`.
+
+    Args:
+        alpha_log_z: the student's function.
+        hidden: use the grader's step counts and observations instead of the visible ones.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
 
     def body():
         from ..diffusion import gaussian_sampler_moments
@@ -114,28 +155,35 @@ def _randomised_aug(seed: int, num_steps: int):
     return sampler, reward, aug
 
 
-def _variant_rollout(aug, reward, n, seed, unscaled=False):
-    """The reference chain with a known mistake (``unscaled``: mean + a)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 1, generator=g)
+def _unscaled_x0(aug, n: int, seed: int) -> torch.Tensor:
+    """``x_0`` of the chain with a known mistake, the mean shifted by ``a`` instead of
+    ``sigma a``: the library's sampler with the control ``a / sigma`` in noise units."""
     y = torch.zeros(n, dtype=torch.long)
-    kl = torch.zeros(n)
-    with torch.no_grad():
-        for i in range(aug.sampler.num_steps):
-            step = aug.pretrained_step(x, i, None)
-            if step.std == 0:
-                x = step.mean
-                continue
-            t = torch.full((n,), step.t, dtype=torch.long)
-            a = aug.head(x, t, None, y)
-            kl = kl + 0.5 * a.flatten(1).pow(2).sum(1)
-            shift = a if unscaled else step.std * a
-            x = step.mean + shift + step.std * torch.randn(x.shape, generator=g)
-    return x, kl
+
+    def unscaled(x, step):
+        t = torch.full((n,), step.t, dtype=torch.long)
+        return aug.head(x, t, None, y) / step.std
+
+    return aug.sampler.sample(aug.network, n, c=None, control=unscaled,
+                              generator=torch.Generator().manual_seed(seed))
 
 
 def check_rollout(ctrl_rollout, *, hidden: bool = False, verbose: bool = True):
-    """Check ``ctrl_rollout(aug, reward, n, generator) -> (x0, J)``: values and gradient."""
+    """Check ``ctrl_rollout(aug, reward, n, generator) -> (x0, J)`` draw for draw against
+    the library's :func:`~ctrl_teach.ctrl.rollout` (the book's eq. ``eq-ctrl-objective``):
+    ``x_0``, ``J`` and the gradient ``dJ/dtheta``.
+
+    Args:
+        ctrl_rollout: the student's function.
+        hidden: use the grader's seed, step count and batch size instead of the visible ones.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (1 when ``J`` is
+        right but not differentiable, 2 when its gradient is wrong).
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     def body():
         from ..ctrl import rollout
@@ -151,11 +199,10 @@ def check_rollout(ctrl_rollout, *, hidden: bool = False, verbose: bool = True):
         if x.shape != (n, 1) or J.shape != (n,):
             raise CheckFailed(f"shapes {tuple(x.shape)} and {tuple(J.shape)}, expected "
                               f"({n}, 1) and ({n},): one J per trajectory")
-        ref = rollout(aug, reward, None, torch.zeros(n, dtype=torch.long),
-                      torch.Generator().manual_seed(seed))
+        ref = rollout(aug, reward, c=None, y=torch.zeros(n, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(seed))
         if not torch.allclose(x.detach(), ref.x0.detach(), atol=1e-4):
-            x_unscaled, _ = _variant_rollout(aug, reward, n, seed, unscaled=True)
-            if torch.allclose(x.detach(), x_unscaled, atol=1e-4):
+            if torch.allclose(x.detach(), _unscaled_x0(aug, n, seed), atol=1e-4):
                 raise CheckFailed("x_0 matches a chain whose mean is step.mean + a: the control "
                                   "is in noise units, step.mean + step.std * a")
             raise CheckFailed(
@@ -195,20 +242,46 @@ def check_rollout(ctrl_rollout, *, hidden: bool = False, verbose: bool = True):
 
 
 def certificate(aug, reward, seed: int, n: int = 8000) -> tuple[float, float, float]:
-    """``(gap, se, J mean)`` of a model on the assignment's problem (closed-form log Z)."""
-    from ..ctrl import rollout
-    from ..ctrl.references import certificate_gap
+    """The certificate gap ``alpha log Z - J`` of a model on the assignment's problem, with
+    the closed-form ``alpha log Z`` (Chapter 4's certificate, ``cor-certificate``).
+
+    Args:
+        aug: the (fine-tuned) augmented model.
+        reward: the problem's reward.
+        seed: seeds the fresh trajectories.
+        n: number of trajectories.
+
+    Returns:
+        ``(gap, standard error, mean J)`` in nats.
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
+    from ..ctrl import certificate_gap, rollout
 
     alz = reference_alpha_log_z(aug.sampler, Y_OBS, TAU)
     with torch.no_grad():
-        out = rollout(aug, reward, None, torch.zeros(n, dtype=torch.long),
-                      torch.Generator().manual_seed(seed))
+        out = rollout(aug, reward, c=None, y=torch.zeros(n, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(seed))
     gap, se = certificate_gap(alz, 0.0, out.J)
     return gap, se, float(out.J.mean())
 
 
 def check_trained(trained, *, hidden: bool = False, verbose: bool = True):
-    """Check the fine-tuned model ``trained``: certificate gap below :data:`GAP_TARGET`."""
+    """Check the fine-tuned model ``trained``: full marks for a certificate gap
+    ``alpha log Z - J`` (:func:`certificate`) below :data:`GAP_TARGET` plus twice its standard
+    error.
+
+    Args:
+        trained: the student's fine-tuned :class:`~ctrl_teach.ctrl.HeadAugmentedModel`.
+        hidden: evaluate on the grader's trajectories (another seed).
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (half marks below
+        three times the target).
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     def body():
         from ..ctrl import HeadAugmentedModel
@@ -250,9 +323,4 @@ QUESTIONS = [
     Question("a2.q3", "trained", 3, check_trained, "fine-tuned to the certificate target"),
 ]
 
-
-def grade(namespace: dict, hidden: bool = True, verbose: bool = True):
-    """Run every question's check on the objects in ``namespace`` (the grader calls this)."""
-    from ._grading import grade_questions
-
-    return grade_questions(QUESTIONS, namespace, hidden=hidden, verbose=verbose)
+grade = grader(QUESTIONS)  # grade(namespace, hidden=True, verbose=True)

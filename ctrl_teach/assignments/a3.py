@@ -22,7 +22,8 @@ import math
 import numpy as np
 import torch
 
-from ._core import CheckFailed, Question, run_check
+from ._core import CheckFailed, Question, choice_check, run_check
+from ._grading import grader
 
 __all__ = ["make_data", "true_classifier", "check_ece", "check_fit_temperature",
            "check_reward", "check_answers", "QUESTIONS", "grade"]
@@ -32,14 +33,30 @@ ECE_TARGET = 0.045
 
 
 def true_classifier():
-    """The known ``p(y | x)`` labelling the data, a :class:`~ctrl_teach.ctrl.ProbitClassifier`."""
+    """The known ``p(y = 1 | x) = Phi((x_1 + 0.5 x_2) / 1.2)`` that labels the data.
+
+    Returns:
+        A :class:`~ctrl_teach.ctrl.ProbitClassifier` (``num_labels = 2``).
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
     from ..ctrl import ProbitClassifier
 
     return ProbitClassifier(list(W), 0.0, SCALE)
 
 
 def make_data(n: int, seed: int):
-    """``(x (n, 2), y (n,))``: ``x ~ N(0, 1.5^2 I)``, ``y ~ Bernoulli(p(y = 1 | x))``."""
+    """Labelled points ``x ~ N(0, 1.5^2 I)``, ``y ~ Bernoulli(p(y = 1 | x))``.
+
+    Args:
+        n: number of points.
+        seed: seeds a local generator (the global RNG is not used).
+
+    Returns:
+        ``(x (n, 2), y (n,))``.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
     from .._checks import check_nonnegative_int, check_positive_int
 
     n, seed = check_positive_int("n", n), check_nonnegative_int("seed", seed)
@@ -81,7 +98,19 @@ def _class1_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
 
 
 def check_ece(ece, *, hidden: bool = False, verbose: bool = True):
-    """Check ``ece(probs, labels, n_bins)`` against the top-label ECE (Guo et al. 2017)."""
+    """Check ``ece(probs, labels, n_bins)`` against the top-label expected calibration error
+    ``sum_b (n_b / N) |acc_b - conf_b|`` (Guo et al. 2017, eq. 3).
+
+    Args:
+        ece: the student's function.
+        hidden: use the grader's cases (other seeds, label counts and bins).
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     def body():
         g = torch.Generator().manual_seed(313 if hidden else 3)
@@ -134,7 +163,19 @@ def _best_temperature(log_probs, labels) -> float:
 
 
 def check_fit_temperature(fit_temperature, *, hidden: bool = False, verbose: bool = True):
-    """Check ``fit_temperature(log_probs, labels) -> T`` minimises the NLL of logp / T."""
+    """Check that ``fit_temperature(log_probs, labels) -> T`` minimises the NLL of
+    ``log_softmax(log_probs / T)`` (temperature scaling, Guo et al. 2017, Sec. 4.2).
+
+    Args:
+        fit_temperature: the student's function.
+        hidden: use the grader's cases (other seeds and mis-calibrations).
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     def body():
         g = torch.Generator().manual_seed(4242 if hidden else 42)
@@ -163,7 +204,19 @@ def check_fit_temperature(fit_temperature, *, hidden: bool = False, verbose: boo
 
 # ---------------------------------------------------------------------------------------
 def evaluate_reward(reward, seed: int, n: int = 5000) -> dict:
-    """ECE, NLL, accuracy and the best temperature of ``reward`` on fresh data."""
+    """Score a reward on fresh data from :func:`make_data`.
+
+    Args:
+        reward: a module ``reward(x, c) -> (N, 2)`` log-probabilities.
+        seed: seeds the fresh data.
+        n: number of fresh points.
+
+    Returns:
+        A dict with ``ece``, ``nll``, ``nll_true`` (the true classifier's), ``accuracy``,
+        ``best_temperature`` (a further temperature that would lower the NLL) and ``logp``.
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
     from ..ctrl import expected_calibration_error
 
     x, y = make_data(n, seed)
@@ -178,7 +231,20 @@ def evaluate_reward(reward, seed: int, n: int = 5000) -> dict:
 
 
 def check_reward(reward, *, hidden: bool = False, verbose: bool = True):
-    """Check the calibrated reward ``reward(x, c) -> (N, 2)`` log-probs on fresh data."""
+    """Check the calibrated reward ``reward(x, c) -> (N, 2)`` log-probabilities on fresh
+    data: no further temperature should help much, and the ECE must be below ``ECE_TARGET``.
+
+    Args:
+        reward: the student's reward module.
+        hidden: evaluate on the grader's fresh data (another seed).
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (half marks when
+        calibrated but above the ECE target).
+
+    Introduced in: Chapter 5 (CTRL on 2-D data).
+    """
 
     def body():
         if not callable(reward):
@@ -220,23 +286,7 @@ _ANSWERS = {
 }
 
 
-def check_answers(answers, *, hidden: bool = False, verbose: bool = True):
-    """Check the multiple-choice ``answers`` dict (one point each)."""
-
-    def body():
-        if not isinstance(answers, dict):
-            raise CheckFailed("`answers` must be a dict like {'diagram': 'below', ...}")
-        wrong = []
-        for key, (want, hint) in _ANSWERS.items():
-            got = str(answers.get(key, "")).strip().lower()
-            if got != want:
-                wrong.append(f"{key}: {'missing' if not got else repr(got)} is not it ({hint})")
-        if wrong:
-            raise CheckFailed("; ".join(wrong), partial=(3 - len(wrong)) / 3)
-        return "all three readings right"
-
-    return run_check("a3.q4", "answers", 3, body, verbose)
-
+check_answers = choice_check("a3.q4", 3, _ANSWERS, "Chapter 5 (CTRL on 2-D data).")
 
 QUESTIONS = [
     Question("a3.q1", "ece", 2, check_ece, "expected calibration error"),
@@ -245,9 +295,4 @@ QUESTIONS = [
     Question("a3.q4", "answers", 3, check_answers, "reading the reliability diagram"),
 ]
 
-
-def grade(namespace: dict, hidden: bool = True, verbose: bool = True):
-    """Run every question's check on the objects in ``namespace`` (the grader calls this)."""
-    from ._grading import grade_questions
-
-    return grade_questions(QUESTIONS, namespace, hidden=hidden, verbose=verbose)
+grade = grader(QUESTIONS)  # grade(namespace, hidden=True, verbose=True)

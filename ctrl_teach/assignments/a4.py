@@ -33,7 +33,8 @@ import math
 import torch
 from torch import nn
 
-from ._core import CheckFailed, Question, run_check
+from ._core import CheckFailed, Question, choice_check, run_check
+from ._grading import grader
 
 __all__ = ["N_VALUES", "SEEDS", "FINETUNE", "LogisticReward", "make_pretrained",
            "make_offline_data", "true_classifier", "exact_target", "distance", "check_fit_reward",
@@ -47,8 +48,9 @@ FINETUNE = dict(iterations=60, batch_size=128, lr=5e-3)  # the budget the notebo
 
 
 class LogisticReward(nn.Module):
-    """``log p(y | x) = log_softmax(w_y x + b_y)``, a 1-D logistic classifier (reward contract:
-    ``reward(x, c) -> (N, 2)`` log-probabilities, ``c`` ignored).
+    """``log p(y | x) = log_softmax(w_y x + b_y)``, a 1-D logistic classifier with the reward
+    contract: ``reward(x, c) -> (N, 2)`` log-probabilities (``c`` ignored), ``num_labels = 2``
+    and ``data_shape = (1,)``. The weights start at zero (``p(y | x) = 1/2``).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -58,7 +60,7 @@ class LogisticReward(nn.Module):
         self.linear = nn.Linear(1, 2)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        self.data_shape, self.num_classes = (1,), 2
+        self.data_shape, self.num_labels = (1,), 2
 
     def forward(self, x, c=None):
         return torch.log_softmax(self.linear(x.reshape(x.shape[0], 1)), dim=-1)
@@ -71,7 +73,15 @@ def _mixture():
 
 
 def make_pretrained():
-    """The pre-trained model, a :class:`~ctrl_teach.pretrained.PretrainedDiffusion`."""
+    """The pre-trained model: the exact denoiser of ``0.5 N(-1, 0.6^2) + 0.5 N(1, 0.6^2)``
+    (cosine schedule, ``T = 50``) with a 10-step DDPM-type sampler.
+
+    Returns:
+        A :class:`~ctrl_teach.pretrained.PretrainedDiffusion`; draw from it with
+        ``pre.sample(n, c=None, generator=g)``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     from ..diffusion import DiffusionSampler, ExactMixtureDenoiser, NoiseSchedule
     from ..pretrained import PretrainedDiffusion
 
@@ -82,14 +92,30 @@ def make_pretrained():
 
 
 def true_classifier():
-    """``p(y = 1 | x) = Phi(x)`` (:class:`~ctrl_teach.ctrl.ProbitClassifier`)."""
+    """The true classifier ``p(y = 1 | x) = Phi(x)``.
+
+    Returns:
+        A :class:`~ctrl_teach.ctrl.ProbitClassifier` (``num_labels = 2``).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     from ..ctrl import ProbitClassifier
 
     return ProbitClassifier([SLOPE], 0.0, 1.0)
 
 
 def make_offline_data(n: int, seed: int):
-    """``(x (n, 1), y (n,))``: data-law points with labels drawn from the true classifier."""
+    """The offline labelled dataset: data-law points, labels drawn from the true classifier.
+
+    Args:
+        n: number of points ``N``.
+        seed: seeds a local generator (the global RNG is not used).
+
+    Returns:
+        ``(x (n, 1), y (n,))``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     from .._checks import check_nonnegative_int, check_positive_int
 
     n, seed = check_positive_int("n", n), check_nonnegative_int("seed", seed)
@@ -101,12 +127,24 @@ def make_offline_data(n: int, seed: int):
 
 
 def reference_fit_reward(n: int, seed: int) -> LogisticReward:
-    """The reference answer to q1: logistic regression by :func:`train_classifier`."""
+    """The reference answer to q1: logistic regression by
+    :func:`~ctrl_teach.ctrl.train_classifier` on :func:`make_offline_data`.
+
+    Args:
+        n: number of offline points ``N``.
+        seed: the dataset and training seed.
+
+    Returns:
+        The trained, frozen :class:`LogisticReward`.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     from ..ctrl import train_classifier
 
     x, y = make_offline_data(n, seed)
     model = LogisticReward()
-    train_classifier(model, x, y, steps=300, batch_size=256, lr=0.05, holdout=0.0, seed=seed)
+    train_classifier(model, x, y, iterations=300, batch_size=256, lr=0.05, holdout=0.0,
+                     seed=seed)
     return model.requires_grad_(False)
 
 
@@ -114,19 +152,40 @@ _TARGETS: dict = {}
 
 
 def exact_target(n: int = 4000, seed: int = 0) -> torch.Tensor:
-    """``n`` exact samples of ``p_pre(x) p(y = 1 | x) / Z`` (true classifier; cached)."""
-    from ..ctrl.references import rejection_sample_pretrained
+    """Exact samples of the target ``p_pre(x) p(y = 1 | x) / Z`` of the true classifier, by
+    :func:`~ctrl_teach.ctrl.rejection_sample_pretrained` (cached per ``(n, seed)``).
+
+    Args:
+        n: number of samples.
+        seed: seeds the candidates and the accept step.
+
+    Returns:
+        ``(n, 1)`` samples.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    from ..ctrl import rejection_sample_pretrained
 
     key = (n, seed)
     if key not in _TARGETS:
         _TARGETS[key] = rejection_sample_pretrained(
-            make_pretrained(), true_classifier(), n, None, 1,
+            make_pretrained(), true_classifier(), n, c=None, y=1,
             generator=torch.Generator().manual_seed(seed))
     return _TARGETS[key]
 
 
 def distance(x: torch.Tensor, target: torch.Tensor | None = None) -> float:
-    """Energy distance of samples ``x (n, 1)`` to the exact target (2000 vs 2000, seeded)."""
+    """Energy distance of samples to the exact target (at most 2000 of each, seeded).
+
+    Args:
+        x: ``(n, 1)`` samples.
+        target: the reference samples (default :func:`exact_target`).
+
+    Returns:
+        The energy distance (0 for the exact law, up to sampling error).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     from ..evaluation import energy_distance
 
     target = exact_target() if target is None else target
@@ -142,7 +201,19 @@ def _fresh_nll(reward, seed: int) -> tuple[float, torch.Tensor]:
 
 
 def check_fit_reward(fit_reward, *, hidden: bool = False, verbose: bool = True):
-    """Check ``fit_reward(N, seed)`` against logistic regression on the same data."""
+    """Check ``fit_reward(N, seed)``: its fresh-data NLL against logistic regression
+    (:func:`reference_fit_reward`) on the same ``N`` points.
+
+    Args:
+        fit_reward: the student's function.
+        hidden: use the grader's ``N`` and seed.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
 
     def body():
         n, seed = (200, 17) if hidden else (256, 1)
@@ -161,14 +232,26 @@ def check_fit_reward(fit_reward, *, hidden: bool = False, verbose: bool = True):
         if nll > ref_nll + 0.05:
             raise CheckFailed(f"fresh-data NLL {nll:.3f}, logistic regression on the same "
                               f"{n} points reaches {ref_nll:.3f}: train on make_offline_data"
-                              "(N, seed) until the loss stops falling (lr 0.05, 300 steps)")
+                              "(N, seed) until the loss stops falling (lr 0.05, 300 iterations)")
         return f"fresh-data NLL {nll:.3f} (reference {ref_nll:.3f})"
 
     return run_check("a4.q1", "fit_reward", 2, body, verbose)
 
 
 def check_rejection(rejection_target, *, hidden: bool = False, verbose: bool = True):
-    """Check ``rejection_target(reward, n, seed)`` samples ``p_pre(x) p(y = 1 | x) / Z``."""
+    """Check that ``rejection_target(reward, n, seed)`` samples ``p_pre(x) p(y = 1 | x) / Z``
+    (energy distance to :func:`exact_target`, with the true classifier as the reward).
+
+    Args:
+        rejection_target: the student's function.
+        hidden: use the grader's seed.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
 
     def body():
         reward = true_classifier()
@@ -179,7 +262,7 @@ def check_rejection(rejection_target, *, hidden: bool = False, verbose: bool = T
                               f"{getattr(x, 'shape', type(x).__name__)}")
         target = exact_target()
         d = distance(x, target)
-        pre = make_pretrained().sample(n, None, generator=torch.Generator().manual_seed(seed))
+        pre = make_pretrained().sample(n, c=None, generator=torch.Generator().manual_seed(seed))
         mean, want = float(x.mean()), float(target.mean())
         if d < 0.01:
             return f"energy distance {d:.4f} to the exact tilted law (mean {mean:.2f})"
@@ -191,13 +274,26 @@ def check_rejection(rejection_target, *, hidden: bool = False, verbose: bool = T
                               "candidate x with probability p(y = 1 | x), reject the others")
         raise CheckFailed(f"energy distance {d:.4f} to the exact tilted law (mean {mean:.2f}, "
                           f"target {want:.2f}); use rejection_sample_pretrained(pre, reward, "
-                          "n, None, 1, generator)")
+                          "n, c=None, y=1, generator=...)")
 
     return run_check("a4.q2", "rejection_target", 2, body, verbose)
 
 
 def check_ctrl(ctrl_samples, *, hidden: bool = False, verbose: bool = True):
-    """Check ``ctrl_samples(reward, n, seed)`` on the true classifier (known answer)."""
+    """Check ``ctrl_samples(reward, n, seed)`` with the true classifier as the reward: CTRL's
+    samples must be much closer to :func:`exact_target` than the pre-trained model's.
+
+    Args:
+        ctrl_samples: the student's function.
+        hidden: use the grader's seed.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 3 points (half marks when
+        clearly better than the pre-trained model but short of the target).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
 
     def body():
         n, seed = (3000, 5) if hidden else (3000, 0)
@@ -206,7 +302,7 @@ def check_ctrl(ctrl_samples, *, hidden: bool = False, verbose: bool = True):
             raise CheckFailed(f"must return a tensor of shape ({n}, 1), got "
                               f"{getattr(x, 'shape', type(x).__name__)}")
         d = distance(x)
-        pre = make_pretrained().sample(n, None, generator=torch.Generator().manual_seed(seed))
+        pre = make_pretrained().sample(n, c=None, generator=torch.Generator().manual_seed(seed))
         d_pre = distance(pre)
         if d < 0.25 * d_pre:
             return (f"with the true reward, CTRL samples are {d:.4f} from the exact target "
@@ -215,15 +311,28 @@ def check_ctrl(ctrl_samples, *, hidden: bool = False, verbose: bool = True):
             raise CheckFailed("CTRL samples sit in the wrong mode: sample with label y = 1")
         raise CheckFailed(
             f"energy distance {d:.4f} to the exact target, barely better than the pre-trained "
-            f"model's {d_pre:.4f}: fine-tune a HeadAugmentedModel(pre.network, pre.sampler, 2) "
-            f"with finetune(..., **a4.FINETUNE), then sample(aug, n, None, 1, generator)",
+            f"model's {d_pre:.4f}: fine-tune a HeadAugmentedModel(pre.network, pre.sampler, "
+            "num_labels=2) with finetune(aug, reward, seed=seed, **a4.FINETUNE), then "
+            "sample(aug, n, c=None, y=1, generator=...)",
             partial=0.5 if d < 0.6 * d_pre else 0.0)
 
     return run_check("a4.q3", "ctrl_samples", 3, body, verbose)
 
 
 def check_results(results, *, hidden: bool = False, verbose: bool = True):
-    """Check the experiment's table: structure and the qualitative picture it must show."""
+    """Check the experiment's table ``{N: {"pretrained", "rejection", "ctrl": ED}}``: its
+    structure and the qualitative picture it must show.
+
+    Args:
+        results: the student's table.
+        hidden: accepted for the common check signature; the table has one variant.
+        verbose: print the result line.
+
+    Returns:
+        A :class:`~ctrl_teach.assignments._core.CheckResult` out of 2 points.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
 
     def body():
         if not isinstance(results, dict) or sorted(results) != sorted(N_VALUES):
@@ -260,23 +369,7 @@ _ANSWERS = {
 }
 
 
-def check_answers(answers, *, hidden: bool = False, verbose: bool = True):
-    """Check the multiple-choice ``answers`` dict."""
-
-    def body():
-        if not isinstance(answers, dict):
-            raise CheckFailed("`answers` must be a dict like {'shrinks_with_N': ..., ...}")
-        wrong = []
-        for key, (want, hint) in _ANSWERS.items():
-            got = str(answers.get(key, "")).strip().lower().replace("-", "")
-            if got != want:
-                wrong.append(f"{key}: {'missing' if not got else repr(got)} is not it ({hint})")
-        if wrong:
-            raise CheckFailed("; ".join(wrong), partial=(len(_ANSWERS) - len(wrong)) / 3)
-        return "all three readings right"
-
-    return run_check("a4.q5", "answers", 2, body, verbose)
-
+check_answers = choice_check("a4.q5", 2, _ANSWERS, "Chapter 8 (Experiments and error analysis).")
 
 QUESTIONS = [
     Question("a4.q1", "fit_reward", 2, check_fit_reward, "logistic reward from N points"),
@@ -286,9 +379,4 @@ QUESTIONS = [
     Question("a4.q5", "answers", 2, check_answers, "interpretation"),
 ]
 
-
-def grade(namespace: dict, hidden: bool = True, verbose: bool = True):
-    """Run every question's check on the objects in ``namespace`` (the grader calls this)."""
-    from ._grading import grade_questions
-
-    return grade_questions(QUESTIONS, namespace, hidden=hidden, verbose=verbose)
+grade = grader(QUESTIONS)  # grade(namespace, hidden=True, verbose=True)

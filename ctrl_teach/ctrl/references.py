@@ -27,7 +27,7 @@ __all__ = ["probit_log_partition", "certificate_gap", "gaussian_log_evidence",
            "gaussian_posterior", "evaluate_against_target"]
 
 
-def probit_log_partition(mixture, w, b: float, s: float, y: int = 1) -> float:
+def probit_log_partition(mixture, w, b: float, s: float, *, y: int) -> float:
     """Closed-form ``log p(y)`` for ``p(y=1 | x) = Phi((w.x + b)/s)`` and a Gaussian mixture.
 
     ``p(y=1) = sum_k pi_k Phi((w.mu_k + b) / sqrt(s^2 + |w|^2 sigma_k^2))`` (the probit-Gaussian

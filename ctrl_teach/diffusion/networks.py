@@ -28,7 +28,16 @@ __all__ = ["sinusoidal_embedding", "time_embedding", "EpsilonNetwork", "MLPDenoi
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """``[cos(t w_k), sin(t w_k)]`` with ``w_k = max_period^(-k / (dim/2))``; shape ``(B, dim)``."""
+    """``[cos(t w_k), sin(t w_k)]`` with ``w_k = max_period^(-k / (dim/2))``; shape ``(B, dim)``
+    (the sinusoidal position encoding of Vaswani et al. 2017, Sec. 3.5).
+
+    Args:
+        t: ``(B,)`` positions (already rescaled; see :func:`time_embedding`).
+        dim: embedding size.
+        max_period: the longest period.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]
@@ -59,6 +68,8 @@ class EpsilonNetwork(nn.Module):
 
     Subclasses implement ``denoise(x, emb)``. ``config`` holds the constructor arguments so
     that :func:`build_network` can rebuild the network from a checkpoint's JSON.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
 
     def __init__(self, data_shape, num_timesteps: int, num_conditions: int, emb_dim: int):
@@ -232,7 +243,16 @@ _NETWORKS = {"MLPDenoiser": MLPDenoiser, "UNetDenoiser": UNetDenoiser}
 
 
 def build_network(config: dict) -> EpsilonNetwork:
-    """Rebuild a network from its ``config`` (the inverse of ``EpsilonNetwork.config``)."""
+    """Rebuild a network from its ``config`` (the inverse of ``EpsilonNetwork.config``).
+
+    Args:
+        config: the dict of :attr:`EpsilonNetwork.config` (a checkpoint's ``network`` entry).
+
+    Returns:
+        A freshly initialised network of that class and shape.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
     if not isinstance(config, dict) or config.get("class") not in _NETWORKS:
         raise ValueError(f"config['class'] must be one of {list(_NETWORKS)}, got "
                          f"{config.get('class') if isinstance(config, dict) else config!r}")

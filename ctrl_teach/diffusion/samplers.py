@@ -44,6 +44,8 @@ class GaussianStep:
         std: the scalar step std ``sigma_t`` (0 for the final step or for DDIM with eta=0).
         t, t_prev: the integer steps.
         eps: the noise prediction used; ``x0_hat``: the implied clean estimate.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
 
     mean: torch.Tensor
@@ -75,6 +77,8 @@ class ChainResult:
         x: the final state ``x_0``.
         extras: what the step function returned beside each step, one entry per step.
         trajectory: every state from the start to ``x_0`` (``None`` unless asked for).
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
 
     x: torch.Tensor

@@ -25,7 +25,16 @@ from .figures import (
     plot_sampling_cost,
     plot_strength_sweep,
 )
-from .methods import METHODS, FittedMethods, fit_classifier, fit_ctrl, fit_methods, method_samplers
+from .methods import (
+    METHODS,
+    CTRLFit,
+    FittedMethods,
+    ProblemClassifierFit,
+    fit_ctrl,
+    fit_methods,
+    fit_problem_classifier,
+    method_samplers,
+)
 from .metrics import evaluate_method, evaluate_samples, make_targets
 from .problems import Problem, digits_problem, toy_problem, two_attribute_toy
 from .run import EXPERIMENTS, run_all
@@ -36,8 +45,9 @@ from .tables import format_tables
 
 __all__ = [
     "experiment_config", "reduced_config", "Problem", "toy_problem", "digits_problem",
-    "two_attribute_toy", "METHODS", "FittedMethods", "fit_classifier", "fit_ctrl",
-    "fit_methods", "method_samplers", "make_targets", "evaluate_method", "evaluate_samples",
+    "two_attribute_toy", "METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit",
+    "fit_problem_classifier", "fit_ctrl", "fit_methods", "method_samplers", "make_targets",
+    "evaluate_method", "evaluate_samples",
     "run_sample_efficiency", "run_dataset_construction", "run_strength_sweep",
     "run_sampling_cost", "run_finetune_cost", "CountingNetwork", "saved_tensor_bytes",
     "EXPERIMENTS", "run_all", "SCHEMA_VERSION", "validate_results", "format_tables",

@@ -13,22 +13,18 @@ from .._checks import check_choice
 
 __all__ = ["experiment_config", "reduced_config"]
 
-_TOY = dict(
-    classifier_steps=500, classifier_batch=256, classifier_lr=3e-3,
-    noisy_classifier_steps=1000, noisy_classifier_batch=256,
-    cfg_steps=600, cfg_batch=256, cfg_lr=1e-3, cfg_label_lr=1e-2, cfg_label_drop=0.2,
-    ctrl_iterations=250, ctrl_batch=128, ctrl_lr=3e-3, ctrl_width=128,
-    cg_scale=1.0, cfg_w=0.0, dps_scale=1.0,
-    eval_samples=1000, target_samples=2000, pool_size=10000,
+#: the methods' budgets per problem, one column each: ``(toy, digits)``; ``None``: not set
+_BUDGETS = dict(
+    classifier_iterations=(500, 250), classifier_batch=(256, 128), classifier_lr=(3e-3, 2e-3),
+    noisy_classifier_iterations=(1000, 400), noisy_classifier_batch=(256, 128),
+    cfg_iterations=(600, 200), cfg_batch=(256, 64), cfg_lr=(1e-3, 5e-4),
+    cfg_label_lr=(1e-2, 5e-3), cfg_label_drop=(0.2, 0.2),
+    ctrl_iterations=(250, 100), ctrl_batch=(128, 32), ctrl_lr=(3e-3, 2e-3),
+    ctrl_width=(128, 64), cg_scale=(1.0, 1.0), cfg_w=(0.0, 0.0), dps_scale=(1.0, 1.0),
+    eval_samples=(1000, 150), target_samples=(2000, 600), pool_size=(10000, None),
 )
-_DIGITS = dict(
-    classifier_steps=250, classifier_batch=128, classifier_lr=2e-3,
-    noisy_classifier_steps=400, noisy_classifier_batch=128,
-    cfg_steps=200, cfg_batch=64, cfg_lr=5e-4, cfg_label_lr=5e-3, cfg_label_drop=0.2,
-    ctrl_iterations=100, ctrl_batch=32, ctrl_lr=2e-3, ctrl_width=64,
-    cg_scale=1.0, cfg_w=0.0, dps_scale=1.0,
-    eval_samples=150, target_samples=600,
-)
+_TOY, _DIGITS = ({k: v[col] for k, v in _BUDGETS.items() if v[col] is not None}
+                 for col in (0, 1))
 
 _PROFILES = {
     "quick": dict(
@@ -47,10 +43,12 @@ _PROFILES = {
     ),
     "full": dict(
         toy=dict(_TOY, ctrl_iterations=400, eval_samples=4000, target_samples=4000,
-                 pool_size=20000, cfg_steps=2000, noisy_classifier_steps=2000),
-        digits=dict(_DIGITS, ctrl_iterations=300, ctrl_batch=64, cfg_steps=1500,
-                    classifier_steps=1000, classifier_batch=256, noisy_classifier_steps=2000,
-                    noisy_classifier_batch=256, eval_samples=600, target_samples=600),
+                 pool_size=20000, cfg_iterations=2000,
+                 noisy_classifier_iterations=2000),
+        digits=dict(_DIGITS, ctrl_iterations=300, ctrl_batch=64, cfg_iterations=1500,
+                    classifier_iterations=1000, classifier_batch=256,
+                    noisy_classifier_iterations=2000, noisy_classifier_batch=256,
+                    eval_samples=600, target_samples=600),
         sample_efficiency=dict(toy_sizes=[50, 200, 1000, None],
                                digits_sizes=[50, 200, 1000, None]),
         dataset_construction=dict(budgets=[100, 400, 2000]),
@@ -69,7 +67,19 @@ _PROFILES = {
 
 
 def experiment_config(profile: str | None = None) -> dict:
-    """A deep copy of the sizes for ``profile`` (default: :func:`ctrl_teach.profile`).
+    """A deep copy of the sizes of the Chapter 8 experiments for one profile.
+
+    Training budgets are named ``*_iterations`` (``classifier_iterations``,
+    ``noisy_classifier_iterations``, ``cfg_iterations``, ``ctrl_iterations``); ``toy_steps``
+    and ``digits_steps`` of ``finetune_cost`` are sampler steps ``K``, not budgets.
+
+    Args:
+        profile: ``"quick"`` or ``"full"`` (default: :func:`ctrl_teach.profile`).
+
+    Returns:
+        A nested dict: ``toy`` and ``digits`` (the methods' budgets), then one entry per
+        experiment (``sample_efficiency``, ``dataset_construction``, ``strength``,
+        ``sampling_cost``, ``finetune_cost``).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -84,12 +94,15 @@ def experiment_config(profile: str | None = None) -> dict:
 def reduced_config() -> dict:
     """Tiny sizes for unit tests: every experiment runs end to end in seconds.
 
+    Returns:
+        A dict laid out like :func:`experiment_config` (the quick profile, shrunk).
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     cfg = experiment_config("quick")
-    tiny = dict(classifier_steps=60, noisy_classifier_steps=60, cfg_steps=40, cfg_batch=64,
-                ctrl_iterations=15, ctrl_batch=32, eval_samples=100, target_samples=200,
-                pool_size=2000)
+    tiny = dict(classifier_iterations=60, noisy_classifier_iterations=60, cfg_iterations=40,
+                cfg_batch=64, ctrl_iterations=15, ctrl_batch=32, eval_samples=100,
+                target_samples=200, pool_size=2000)
     cfg["toy"].update(tiny)
     cfg["digits"].update(tiny, ctrl_iterations=3, ctrl_batch=8, cfg_batch=16,
                          eval_samples=30, target_samples=60)

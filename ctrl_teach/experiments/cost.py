@@ -18,22 +18,31 @@ so that estimate leaves out the one-step recomputation peak.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 
 import torch
 from torch import nn
 
-from ..baselines import rejection_baseline
+from ..baselines import LabelConditionedDenoiser, rejection_baseline
 from ..ctrl import HeadAugmentedModel, rollout
 from ..diffusion import DiffusionSampler, model_device
-from .methods import method_samplers
+from ..profiles import seeded_init
+from .methods import FittedMethods, method_samplers
 
 __all__ = ["CountingNetwork", "run_sampling_cost", "run_finetune_cost", "saved_tensor_bytes"]
 
 
 class CountingNetwork(nn.Module):
     """Wraps an eps-network and counts per-sample forward passes (and differentiated ones).
+
+    Args:
+        network: the eps-network ``network(x, t, c, **kw)`` to count (called, not copied).
+
+    Attributes:
+        forward_count: rows evaluated since the last :meth:`reset`.
+        backward_count: rows evaluated with an input that requires grad (differentiated).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -48,13 +57,23 @@ class CountingNetwork(nn.Module):
         self.backward_count = 0
 
     def reset(self):
+        """Set both counts to zero."""
         self.forward_count = self.backward_count = 0
 
-    def forward(self, x, t, cond=None, **kwargs):
+    def forward(self, x, t, c=None, **kwargs):
         self.forward_count += x.shape[0]
         if torch.is_grad_enabled() and x.requires_grad:
             self.backward_count += x.shape[0]
-        return self.network(x, t, cond, **kwargs)
+        return self.network(x, t, c, **kwargs)
+
+
+def _counting_cfg_model(model: LabelConditionedDenoiser, seed: int) -> LabelConditionedDenoiser:
+    """A new label-conditioned denoiser whose network is a :class:`CountingNetwork` around
+    (a copy of) ``model``'s trained network, with ``model``'s label embedding loaded."""
+    with seeded_init(seed):      # the embedding's random init is overwritten below
+        counted = LabelConditionedDenoiser(CountingNetwork(model.network), model.num_labels)
+    counted.label.load_state_dict(model.label.state_dict())
+    return counted.eval().requires_grad_(False)
 
 
 def _sync(device):
@@ -62,51 +81,62 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def run_sampling_cost(problem, fitted, n: int, cfg_w: float = 1.0, seed: int = 0,
-                      c=0, y: int = 1, progress: bool = True) -> dict:
+def run_sampling_cost(problem, fitted: FittedMethods, n: int, *, c, y: int,
+                      cfg_w: float = 1.0, seed: int = 0, progress: bool = True) -> dict:
     """Measure (d) for every method in ``fitted`` plus ``pretrained`` and ``rejection``.
 
-    ``cfg`` is timed at guidance weight ``cfg_w`` (``w > 0`` needs two evaluations per step;
-    ``w = 0`` costs the same as the pre-trained model). Returns ``{"problem", "n", "rows"}``.
+    The pre-trained network is wrapped in a :class:`CountingNetwork` and handed to the
+    methods through :func:`~.methods.method_samplers` (``network=``); CFG samples from a new
+    denoiser around a counting copy of its own network. ``fitted`` is left untouched.
+
+    Args:
+        problem: the :class:`~.problems.Problem`.
+        fitted: the :class:`~.methods.FittedMethods` to time.
+        n: samples per method.
+        c: the int condition (or ``None``: uniform blocks).
+        y: the int label.
+        cfg_w: CFG is timed at this guidance weight (``w > 0`` needs two evaluations per
+            step; ``w = 0`` costs the same as the pre-trained model).
+        seed: seeds each method's noise.
+        progress: print one line per method.
+
+    Returns:
+        ``{"problem", "n", "num_steps", "device", "rows"}`` (benchmarks/SCHEMA.md).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     device = model_device(problem.network)
     counter = CountingNetwork(problem.network)
-    cfg_inner = None
+    counted = fitted
     if fitted.cfg_model is not None:  # count the CFG network's own evaluations
-        cfg_inner = fitted.cfg_model.network
-        fitted.cfg_model.network = CountingNetwork(cfg_inner)
-    try:
-        samplers = method_samplers(problem, fitted, cfg_w=cfg_w, network=counter)
-        rows = []
-        for name, fn in samplers.items():
-            if name == "rejection":
-                continue
-            fn(4, c, y, torch.Generator().manual_seed(seed))   # warm-up
-            counts = fitted.cfg_model.network if name == "cfg" else counter
-            counts.reset()
-            _sync(device)
-            start = time.perf_counter()
-            fn(n, c, y, torch.Generator().manual_seed(seed))
-            _sync(device)
-            secs = time.perf_counter() - start
-            rows.append(dict(method=name, nfe_per_sample=counts.forward_count / n,
-                             backward_per_sample=counts.backward_count / n,
-                             seconds_per_1000=1000 * secs / n))
-        if fitted.classifier is not None:
-            start = time.perf_counter()
-            res = rejection_baseline(problem.network, problem.sampler, fitted.classifier, n,
-                                     c, y, torch.Generator().manual_seed(seed),
-                                     batch=max(256, n))
-            _sync(device)
-            secs = time.perf_counter() - start
-            rows.append(dict(method="rejection", nfe_per_sample=res.nfe_per_sample,
-                             backward_per_sample=0.0, seconds_per_1000=1000 * secs / n,
-                             acceptance=res.acceptance))
-    finally:
-        if cfg_inner is not None:
-            fitted.cfg_model.network = cfg_inner
+        counted = dataclasses.replace(fitted,
+                                      cfg_model=_counting_cfg_model(fitted.cfg_model, seed))
+    samplers = method_samplers(problem, counted, cfg_w=cfg_w, network=counter)
+    rows = []
+    for name, fn in samplers.items():
+        if name == "rejection":
+            continue
+        fn(4, c=c, y=y, generator=torch.Generator().manual_seed(seed))   # warm-up
+        counts = counted.cfg_model.network if name == "cfg" else counter
+        counts.reset()
+        _sync(device)
+        start = time.perf_counter()
+        fn(n, c=c, y=y, generator=torch.Generator().manual_seed(seed))
+        _sync(device)
+        secs = time.perf_counter() - start
+        rows.append(dict(method=name, nfe_per_sample=counts.forward_count / n,
+                         backward_per_sample=counts.backward_count / n,
+                         seconds_per_1000=1000 * secs / n))
+    if fitted.classifier is not None:
+        start = time.perf_counter()
+        res = rejection_baseline(problem.network, problem.sampler, fitted.classifier, n,
+                                 c=c, y=y, generator=torch.Generator().manual_seed(seed),
+                                 batch=max(256, n))
+        _sync(device)
+        secs = time.perf_counter() - start
+        rows.append(dict(method="rejection", nfe_per_sample=res.nfe_per_sample,
+                         backward_per_sample=0.0, seconds_per_1000=1000 * secs / n,
+                         acceptance=res.acceptance))
     ref = next((r for r in rows if r["method"] == "ctrl"), None)
     for r in rows:
         r["cfg_w"] = cfg_w if r["method"] == "cfg" else None
@@ -122,12 +152,18 @@ def run_sampling_cost(problem, fitted, n: int, cfg_w: float = 1.0, seed: int = 0
 
 
 def saved_tensor_bytes(fn):
-    """Run ``fn()``; return ``(its result, peak bytes of live tensors saved for backward)``.
+    """Run ``fn()`` and measure the peak bytes of the live tensors saved for backward.
 
     Every tensor autograd saves is counted (once per storage) from the moment it is saved
     until the Python tensor holding it is freed (e.g. when a truncated part of the graph is
     dropped); the peak of that running total is returned. The graph that is still alive
     when ``fn`` returns is part of the peak.
+
+    Args:
+        fn: a function of no arguments (e.g. a rollout returning a loss).
+
+    Returns:
+        ``(fn(), peak bytes)``.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -169,10 +205,23 @@ def run_finetune_cost(problem, reward, steps_list, modes, truncate_steps: int = 
                       progress: bool = True) -> dict:
     """Measure (e): seconds and peak memory of one CTRL iteration per (``K``, mode).
 
-    ``reward`` is any reward module (its accuracy is irrelevant to the cost). Each
-    configuration runs ``repeats + 1`` iterations and reports the median of the last
-    ``repeats`` (the first is a warm-up). Returns ``{"problem", "device", "memory_method",
-    "rows"}``.
+    Each configuration runs ``repeats + 1`` iterations and reports the median of the last
+    ``repeats`` (the first is a warm-up).
+
+    Args:
+        problem: the :class:`~.problems.Problem` (network, schedule, ``ctrl_width``).
+        reward: any reward module (its accuracy is irrelevant to the cost).
+        steps_list: the numbers of sampler steps ``K`` to measure.
+        modes: gradient modes of :func:`~ctrl_teach.ctrl.rollout` (``"full"``,
+            ``"checkpoint"``, ``"truncated"``).
+        truncate_steps: differentiated final steps in ``"truncated"`` mode.
+        batch: trajectories per iteration.
+        repeats: timed iterations per configuration (after one warm-up).
+        seed: seeds the head (under ``seeded_init``), the labels and the noise.
+        progress: print one line per configuration.
+
+    Returns:
+        ``{"problem", "device", "memory_method", "rows"}`` (benchmarks/SCHEMA.md).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -184,9 +233,10 @@ def run_finetune_cost(problem, reward, steps_list, modes, truncate_steps: int = 
         sampler = DiffusionSampler(problem.schedule, num_steps=int(K), eta=1.0,
                                    clip_x0=problem.clip_x0)
         for mode in modes:
-            torch.manual_seed(seed)
-            aug = HeadAugmentedModel(problem.network, sampler, problem.num_labels,
-                                     width=problem.settings["ctrl_width"]).to(device)
+            with seeded_init(seed):
+                aug = HeadAugmentedModel(problem.network, sampler, problem.num_labels,
+                                         width=problem.settings["ctrl_width"])
+            aug = aug.to(device)
             gen = torch.Generator().manual_seed(seed)
             times, mems = [], []
             for _ in range(repeats + 1):
@@ -194,7 +244,7 @@ def run_finetune_cost(problem, reward, steps_list, modes, truncate_steps: int = 
                 y = torch.randint(problem.num_labels, (batch,), generator=gen).to(device)
 
                 def step(aug=aug, c=c, y=y, gen=gen, mode=mode, k=int(K)):
-                    out = rollout(aug, reward, c, y, gen, gradient=mode,
+                    out = rollout(aug, reward, c=c, y=y, generator=gen, gradient=mode,
                                   truncate_steps=min(int(truncate_steps), k))
                     return -out.J.mean()
 

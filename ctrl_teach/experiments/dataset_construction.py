@@ -25,8 +25,14 @@ import time
 import torch
 
 from ..ctrl import MultiTaskReward
-from .methods import FittedMethods, fit_classifier, fit_ctrl, fit_methods, method_samplers
-from .metrics import evaluate_method, make_targets
+from .methods import (
+    FittedMethods,
+    fit_ctrl,
+    fit_methods,
+    fit_problem_classifier,
+    method_samplers,
+)
+from .metrics import evaluate_method, targets_or_default
 
 __all__ = ["run_dataset_construction"]
 
@@ -35,7 +41,8 @@ def _attribute_accuracy(problem, fn, n, seed):
     """Per-attribute accuracy E[p(y_k | x)] averaged over the evaluation pairs."""
     acc = [0.0, 0.0]
     for k, (c, y) in enumerate(problem.eval_pairs):
-        x = fn(n, c, y, torch.Generator().manual_seed(seed + 1000 * k)).detach().cpu()
+        x = fn(n, c=c, y=y, generator=torch.Generator().manual_seed(seed + 1000 * k))
+        x = x.detach().cpu()
         for a, want in enumerate((y // 2, y % 2)):
             p = problem.attribute_prob(x, a)
             acc[a] += float((p if want == 1 else 1 - p).mean()) / len(problem.eval_pairs)
@@ -46,15 +53,22 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
                              progress: bool = True) -> dict:
     """Run experiment (b) on a :func:`~.problems.two_attribute_toy` for each label budget.
 
-    Returns: ``{"problem", "budgets", "rows", "seconds"}``; one row per (budget, method) with
-    the number of labelled points and labels each method used.
+    Args:
+        problem: a :func:`~.problems.two_attribute_toy` problem.
+        budgets: the label budgets ``B``.
+        seed: data and training seed.
+        targets: cached :func:`~.metrics.make_targets` (drawn if None).
+        progress: print one line per (budget, method).
+
+    Returns:
+        ``{"problem", "budgets", "rows", "seconds"}``; one row per (budget, method) with the
+        number of labelled points and labels each method used.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     start = time.perf_counter()
     s = problem.settings
-    targets = targets if targets is not None else make_targets(problem, s["target_samples"],
-                                                               seed + 7)
+    targets = targets_or_default(problem, targets, seed)
     rows = []
     for budget in budgets:
         half = max(2, int(budget) // 2)
@@ -63,11 +77,11 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
         x1, x2 = problem.pool_x[perm[:half]], problem.pool_x[perm[half:2 * half]]
         y1, y2 = problem.label(x1, gen, task=0), problem.label(x2, gen, task=1)
         t0 = time.perf_counter()
-        clf1, m1 = fit_classifier(problem, x1, y1, seed)
-        clf2, m2 = fit_classifier(problem, x2, y2, seed + 1)
-        reward = MultiTaskReward([clf1, clf2], flat=True)
+        fit1 = fit_problem_classifier(problem, x1, y1, seed)
+        fit2 = fit_problem_classifier(problem, x2, y2, seed + 1)
+        reward = MultiTaskReward([fit1.reward, fit2.reward], flat=True)
         clf_secs = time.perf_counter() - t0
-        ctrl, _ = fit_ctrl(problem, reward, seed=seed, num_labels=4)
+        ctrl = fit_ctrl(problem, reward, seed=seed, num_labels=4).augmented
         separate = FittedMethods(2 * half, classifier=reward, ctrl=ctrl,
                                  seconds=dict(ctrl=time.perf_counter() - t0, dps=clf_secs))
         # CFG: half as many points, each with both labels
@@ -75,10 +89,10 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
         yj = problem.label(xj, gen, task=None)
         joint = fit_methods(problem, xj, cj, yj, methods=("cfg",), seed=seed)
         t0 = time.perf_counter()
-        j1, _ = fit_classifier(problem, xj, yj // 2, seed)
-        j2, _ = fit_classifier(problem, xj, yj % 2, seed + 1)
-        joint.ctrl, _ = fit_ctrl(problem, MultiTaskReward([j1, j2], flat=True), seed=seed,
-                                 num_labels=4)
+        j1 = fit_problem_classifier(problem, xj, yj // 2, seed).reward
+        j2 = fit_problem_classifier(problem, xj, yj % 2, seed + 1).reward
+        joint.ctrl = fit_ctrl(problem, MultiTaskReward([j1, j2], flat=True), seed=seed,
+                              num_labels=4).augmented
         joint.seconds["ctrl"] = time.perf_counter() - t0
         sep = method_samplers(problem, separate, references=False)
         jnt = method_samplers(problem, joint, references=False)
@@ -94,7 +108,7 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
                              labels=2 * half, ed=m["ed"], accuracy=m["accuracy"],
                              accuracy_attr1=a1, accuracy_attr2=a2, diversity=m["diversity"],
                              fit_seconds=secs,
-                             classifier_val_accuracy=[m1["val_accuracy"], m2["val_accuracy"]]
+                             classifier_val_accuracy=[fit1.val_accuracy, fit2.val_accuracy]
                              if data == "separate" else None))
             if progress:
                 r = rows[-1]

@@ -29,6 +29,13 @@ def plot_sample_efficiency(results: dict, metrics=("ed", "accuracy")):
 
     Reference rows (``target``, ``pretrained``) are horizontal lines.
 
+    Args:
+        results: the results dict or its ``sample_efficiency`` part.
+        metrics: the row keys to plot, one column of panels each.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     plt = _plt()
@@ -61,6 +68,12 @@ def plot_sample_efficiency(results: dict, metrics=("ed", "accuracy")):
 def plot_dataset_construction(results: dict):
     """Bars of joint accuracy and energy distance per method and label budget.
 
+    Args:
+        results: the results dict or its ``dataset_construction`` part.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     plt = _plt()
@@ -92,6 +105,12 @@ def plot_strength_sweep(results: dict):
     """Accuracy against distance to the target and against diversity, one curve per method
     (points labelled by the knob value).
 
+    Args:
+        results: the results dict or its ``strength`` part.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     plt = _plt()
@@ -115,58 +134,79 @@ def plot_strength_sweep(results: dict):
     return fig
 
 
+def _per_problem_figure(res: dict, draw):
+    """One row of two panels per problem: ``draw(axes_row, result)`` fills them, then each
+    panel is titled ``"problem (device)"``."""
+    fig, axes = _plt().subplots(len(res), 2, figsize=(10, 3.2 * len(res)), squeeze=False)
+    for i, (prob, r) in enumerate(res.items()):
+        draw(axes[i], r)
+        for ax in axes[i]:
+            ax.set_title(f"{prob} ({r['device']})")
+    fig.tight_layout()
+    return fig
+
+
 def plot_sampling_cost(results: dict):
     """Network evaluations and wall time per 1000 samples per method (log scale).
 
+    Args:
+        results: the results dict or its ``sampling_cost`` part.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    plt = _plt()
-    res = _part(results, "sampling_cost")
-    fig, axes = plt.subplots(len(res), 2, figsize=(10, 3.2 * len(res)), squeeze=False)
-    for i, (prob, r) in enumerate(res.items()):
+    def draw(axes, r):
         names = [row["method"] for row in r["rows"]]
         colors = [_COLORS.get(n, "C7") for n in names]
-        axes[i][0].bar(names, [row["nfe_per_sample"] for row in r["rows"]], color=colors)
-        axes[i][0].set_ylabel("network evaluations / sample")
-        axes[i][1].bar(names, [row["seconds_per_1000"] for row in r["rows"]], color=colors)
-        axes[i][1].set_ylabel("seconds / 1000 samples")
-        for ax in axes[i]:
+        axes[0].bar(names, [row["nfe_per_sample"] for row in r["rows"]], color=colors)
+        axes[0].set_ylabel("network evaluations / sample")
+        axes[1].bar(names, [row["seconds_per_1000"] for row in r["rows"]], color=colors)
+        axes[1].set_ylabel("seconds / 1000 samples")
+        for ax in axes:
             ax.set_yscale("log")
-            ax.set_title(f"{prob} ({r['device']})")
             ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    return fig
+
+    return _per_problem_figure(_part(results, "sampling_cost"), draw)
 
 
 def plot_finetune_cost(results: dict):
     """Seconds per iteration and peak memory versus the number of steps ``K`` per mode.
 
+    Args:
+        results: the results dict or its ``finetune_cost`` part.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    plt = _plt()
-    res = _part(results, "finetune_cost")
-    fig, axes = plt.subplots(len(res), 2, figsize=(10, 3.2 * len(res)), squeeze=False)
-    for i, (prob, r) in enumerate(res.items()):
+    def draw(axes, r):
         for mode in dict.fromkeys(row["mode"] for row in r["rows"]):
             rows = sorted((row for row in r["rows"] if row["mode"] == mode),
                           key=lambda row: row["num_steps"])
             ks = [row["num_steps"] for row in rows]
-            axes[i][0].plot(ks, [row["seconds_per_iteration"] for row in rows], "o-",
-                            label=mode)
-            axes[i][1].plot(ks, [row["peak_memory_bytes"] / 2**20 for row in rows], "o-",
-                            label=mode)
-        axes[i][0].set_ylabel("seconds / iteration")
-        axes[i][1].set_ylabel(f"MiB ({r['memory_method']})")
-        for ax in axes[i]:
+            axes[0].plot(ks, [row["seconds_per_iteration"] for row in rows], "o-", label=mode)
+            axes[1].plot(ks, [row["peak_memory_bytes"] / 2**20 for row in rows], "o-",
+                         label=mode)
+        axes[0].set_ylabel("seconds / iteration")
+        axes[1].set_ylabel(f"MiB ({r['memory_method']})")
+        for ax in axes:
             ax.set_xlabel("sampler steps K")
-            ax.set_title(f"{prob} ({r['device']})")
-        axes[i][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+        axes[0].legend(fontsize=8)
+
+    return _per_problem_figure(_part(results, "finetune_cost"), draw)
 
 
 def plot_all(results: dict) -> dict:
-    """Every figure whose data is present: ``{experiment name: Figure}``.
+    """Every figure whose data is present.
+
+    Args:
+        results: a results dict (:func:`~.run.run_all`, or its JSON read back).
+
+    Returns:
+        ``{experiment name: Figure}``.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """

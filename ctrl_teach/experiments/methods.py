@@ -32,23 +32,73 @@ from ..baselines import (
     train_cfg_model,
     train_noisy_classifier,
 )
-from ..ctrl import HeadAugmentedModel, TemperatureScaled, finetune, train_classifier
+from ..ctrl import FinetuneHistory, HeadAugmentedModel, finetune, train_calibrated_classifier
 from ..ctrl import sample as ctrl_sample
 from ..diffusion import model_device
+from ..profiles import seeded_init
 from .problems import Problem
 
-__all__ = ["METHODS", "FittedMethods", "fit_classifier", "fit_ctrl", "fit_methods",
-           "method_samplers"]
+__all__ = ["METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit",
+           "fit_problem_classifier", "fit_ctrl", "fit_methods", "method_samplers",
+           "rejection_sampler"]
 
 METHODS = ("ctrl", "cfg", "cg", "dps")
+
+
+@dataclass
+class ProblemClassifierFit:
+    """What :func:`fit_problem_classifier` returns.
+
+    Attributes:
+        reward: the frozen, temperature-scaled classifier (CTRL's reward, DPS's classifier).
+        val_nll: held-out negative log-likelihood after temperature scaling.
+        val_accuracy: held-out accuracy.
+        temperature: the fitted temperature ``T``.
+        n_val: size of the held-out split (used for the temperature).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+
+    reward: nn.Module
+    val_nll: float
+    val_accuracy: float
+    temperature: float
+    n_val: int
+
+    def metrics(self) -> dict:
+        """The held-out metrics as a JSON-ready dict (``val_nll``, ``val_accuracy``,
+        ``temperature``, ``n_val``)."""
+        return dict(val_nll=self.val_nll, val_accuracy=self.val_accuracy,
+                    temperature=self.temperature, n_val=self.n_val)
+
+
+@dataclass
+class CTRLFit:
+    """What :func:`fit_ctrl` returns: the fine-tuned ``augmented`` model and its
+    :class:`~ctrl_teach.ctrl.FinetuneHistory`.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+
+    augmented: HeadAugmentedModel
+    history: FinetuneHistory
 
 
 @dataclass
 class FittedMethods:
     """What :func:`fit_methods` learned from one labelled dataset (``None``: not fitted).
 
-    ``seconds`` holds the training wall time of each part; ``classifier_metrics`` the clean
-    classifier's held-out NLL / accuracy and temperature.
+    Attributes:
+        n_labelled: size of the labelled dataset.
+        classifier: the calibrated clean classifier (CTRL's reward, DPS, rejection).
+        noisy_classifier: the noise-conditioned classifier of classifier guidance.
+        cfg_model: the label-conditioned denoiser of classifier-free guidance.
+        ctrl: the fine-tuned CTRL model.
+        seconds: training wall time of each part.
+        classifier_metrics: the clean classifier's held-out NLL / accuracy, temperature and
+            hold-out size (:meth:`ProblemClassifierFit.metrics`).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
     """
 
     n_labelled: int
@@ -60,52 +110,104 @@ class FittedMethods:
     classifier_metrics: dict = field(default_factory=dict)
 
 
-def fit_classifier(problem: Problem, x, y, seed: int = 0, model: nn.Module | None = None):
-    """Train ``problem.make_classifier()`` on ``(x, y)``, temperature-scale it on the hold-out.
+def fit_problem_classifier(problem: Problem, x, y, seed: int = 0,
+                           model: nn.Module | None = None) -> ProblemClassifierFit:
+    """Train a clean classifier on ``(x, y)`` and temperature-scale it on a 20 % hold-out.
 
-    Returns ``(calibrated frozen classifier, metrics dict)``.
+    The one train-then-calibrate recipe,
+    :func:`~ctrl_teach.ctrl.train_calibrated_classifier`, with the problem's budgets
+    (``classifier_iterations``, ``classifier_batch``, ``classifier_lr``).
+
+    Args:
+        problem: the :class:`~.problems.Problem` (its ``settings`` hold the budgets).
+        x: ``(N, *data_shape)`` labelled inputs.
+        y: ``(N,)`` labels.
+        seed: seeds the initial weights, the split and the minibatches.
+        model: the classifier to train (default: a fresh ``problem.make_classifier()``,
+            built under ``seeded_init(seed)``).
+
+    Returns:
+        A :class:`ProblemClassifierFit` (the frozen calibrated reward and its held-out
+        metrics).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     s = problem.settings
     device = model_device(problem.network)
-    torch.manual_seed(seed)
-    model = (model if model is not None else problem.make_classifier()).to(device)
-    fit = train_classifier(model, x.to(device), y.to(device), steps=s["classifier_steps"],
-                           batch_size=s["classifier_batch"], lr=s["classifier_lr"], seed=seed)
-    cal = TemperatureScaled.fit(fit.model, fit.x_val, fit.y_val)
-    with torch.no_grad():
-        nll = float(nn.functional.nll_loss(cal(fit.x_val), fit.y_val))
-    return cal, dict(val_nll=nll, val_accuracy=fit.val_accuracy,
-                     temperature=cal.temperature, n_val=int(fit.y_val.numel()))
+    if model is None:
+        with seeded_init(seed):
+            model = problem.make_classifier()
+    fit = train_calibrated_classifier(model.to(device), x.to(device), y.to(device),
+                                      iterations=s["classifier_iterations"],
+                                      batch_size=s["classifier_batch"],
+                                      lr=s["classifier_lr"], seed=seed)
+    return ProblemClassifierFit(fit.reward, fit.val_nll, fit.val_accuracy, fit.temperature,
+                                int(fit.fit.y_val.numel()))
+
+
+def _head_model(like: HeadAugmentedModel, network: nn.Module,
+                head: nn.Module) -> HeadAugmentedModel:
+    """A new :class:`~ctrl_teach.ctrl.HeadAugmentedModel` on ``network`` with ``head`` and
+    the sampler, labels and input layout of ``like`` (its learned initial law copied)."""
+    new = HeadAugmentedModel(network, like.sampler, like.num_labels, head=head,
+                             learn_initial=like.init_mean is not None, x0_input=like.x0_input)
+    if like.init_mean is not None:
+        with torch.no_grad():
+            new.init_mean.copy_(like.init_mean)
+            new.init_log_std.copy_(like.init_log_std)
+    return new.to(model_device(like.network))
 
 
 def fit_ctrl(problem: Problem, reward: nn.Module, gamma: float = 1.0, iterations=None,
              seed: int = 0, num_labels: int | None = None,
-             init: HeadAugmentedModel | None = None):
-    """CTRL: a zero-initialised control head fine-tuned on ``gamma log p(y | x_0) - KL``.
+             init: HeadAugmentedModel | None = None) -> CTRLFit:
+    """CTRL: a control head fine-tuned on ``gamma log p(y | x_0) - KL`` (CTRL's objective,
+    eq. ``eq-ctrl-objective``, with ``alpha = 1``), on the problem's frozen network.
 
-    ``init``: warm-start from (a copy of) another fine-tuned model instead of zero, e.g. the
-    ``gamma = 1`` model in a strength sweep. Returns ``(augmented model, FinetuneHistory)``.
+    Args:
+        problem: the :class:`~.problems.Problem` (network, sampler, budgets).
+        reward: the frozen reward ``(x, c) -> (N, K)`` log-probabilities.
+        gamma: reward weight.
+        iterations: fine-tuning iterations (default: ``settings["ctrl_iterations"]``).
+        seed: seeds the initial head (under ``seeded_init``) and the fine-tuning.
+        num_labels: ``K`` (default: ``problem.num_labels``).
+        init: warm-start from another fine-tuned model (e.g. the ``gamma = 1`` model of a
+            strength sweep): a new augmented model on ``problem.network`` with a copy of
+            ``init``'s head; ``init`` itself is left untouched. Default: a zero-initialised
+            head.
+
+    Returns:
+        A :class:`CTRLFit` (the fine-tuned model and its history).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     s = problem.settings
-    torch.manual_seed(seed)
     if init is not None:
-        aug = copy.deepcopy(init)
-        aug.network = problem.network   # share the frozen network, do not copy it
+        aug = _head_model(init, problem.network, copy.deepcopy(init.head))
     else:
-        aug = HeadAugmentedModel(problem.network, problem.sampler,
-                                 num_labels=num_labels or problem.num_labels,
-                                 width=s["ctrl_width"]).to(model_device(problem.network))
+        with seeded_init(seed):
+            aug = HeadAugmentedModel(problem.network, problem.sampler,
+                                     num_labels=num_labels or problem.num_labels,
+                                     width=s["ctrl_width"])
+        aug = aug.to(model_device(problem.network))
     hist = finetune(aug, reward, iterations=iterations or s["ctrl_iterations"],
                     batch_size=s["ctrl_batch"], lr=s["ctrl_lr"], gamma=gamma, seed=seed)
-    return aug, hist
+    return CTRLFit(aug, hist)
 
 
 def fit_methods(problem: Problem, x, c, y, methods=METHODS, seed: int = 0) -> FittedMethods:
-    """Fit every method in ``methods`` (a subset of :data:`METHODS`) on ``(x, c, y)``.
+    """Fit every method in ``methods`` on one labelled dataset (the module docstring).
+
+    Args:
+        problem: the :class:`~.problems.Problem`.
+        x: ``(N, *data_shape)`` labelled inputs.
+        c: ``(N,)`` their pre-trained conditions (only CFG uses them).
+        y: ``(N,)`` labels.
+        methods: a subset of :data:`METHODS`.
+        seed: seeds every initialisation and training run.
+
+    Returns:
+        A :class:`FittedMethods`.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -116,28 +218,30 @@ def fit_methods(problem: Problem, x, c, y, methods=METHODS, seed: int = 0) -> Fi
     out = FittedMethods(n_labelled=int(x.shape[0]))
     if {"ctrl", "dps"} & set(methods):
         start = time.perf_counter()
-        out.classifier, out.classifier_metrics = fit_classifier(problem, x, y, seed)
+        fit = fit_problem_classifier(problem, x, y, seed)
+        out.classifier, out.classifier_metrics = fit.reward, fit.metrics()
         out.seconds["classifier"] = time.perf_counter() - start
     if "ctrl" in methods:
         start = time.perf_counter()
-        out.ctrl, _ = fit_ctrl(problem, out.classifier, seed=seed)
+        out.ctrl = fit_ctrl(problem, out.classifier, seed=seed).augmented
         out.seconds["ctrl"] = time.perf_counter() - start + out.seconds["classifier"]
     if "cg" in methods:
         start = time.perf_counter()
-        torch.manual_seed(seed)
-        out.noisy_classifier = problem.make_noisy_classifier().to(device)
-        train_noisy_classifier(out.noisy_classifier, problem.schedule, x.to(device),
-                               y.to(device), steps=s["noisy_classifier_steps"],
-                               batch_size=s["noisy_classifier_batch"], seed=seed)
+        with seeded_init(seed):
+            noisy = problem.make_noisy_classifier()
+        out.noisy_classifier = train_noisy_classifier(
+            noisy.to(device), problem.schedule, x.to(device), y.to(device),
+            iterations=s["noisy_classifier_iterations"],
+            batch_size=s["noisy_classifier_batch"], seed=seed).model
         out.seconds["cg"] = time.perf_counter() - start
     if "cfg" in methods:
         start = time.perf_counter()
-        torch.manual_seed(seed)
-        out.cfg_model = LabelConditionedDenoiser(problem.network, problem.num_labels)
-        train_cfg_model(out.cfg_model, problem.schedule, x.to(device), y.to(device),
-                        c.to(device), steps=s["cfg_steps"], batch_size=s["cfg_batch"],
-                        lr=s["cfg_lr"], label_lr=s.get("cfg_label_lr"),
-                        label_drop=s["cfg_label_drop"], seed=seed)
+        with seeded_init(seed):
+            cfg_model = LabelConditionedDenoiser(problem.network, problem.num_labels)
+        out.cfg_model = train_cfg_model(
+            cfg_model, problem.schedule, x.to(device), y.to(device), c=c.to(device),
+            iterations=s["cfg_iterations"], batch_size=s["cfg_batch"], lr=s["cfg_lr"],
+            label_lr=s.get("cfg_label_lr"), label_drop=s["cfg_label_drop"], seed=seed).model
         out.seconds["cfg"] = time.perf_counter() - start
     if "dps" in methods:
         out.seconds["dps"] = out.seconds["classifier"]
@@ -147,12 +251,25 @@ def fit_methods(problem: Problem, x, c, y, methods=METHODS, seed: int = 0) -> Fi
 def method_samplers(problem: Problem, fitted: FittedMethods, *, cg_scale=None, cfg_w=None,
                     dps_scale=None, network: nn.Module | None = None,
                     references: bool = True) -> dict[str, Callable]:
-    """``{name: sample(n, c, y, generator) -> (n, ...)}`` for every fitted method.
+    """One sampling function per fitted method, ``fn(n, *, c, y, generator) -> (n, ...)``.
 
     ``c`` is an int or ``None`` (uniform over conditions, see :meth:`Problem.condition_tensor`).
-    With ``references``, also ``"pretrained"`` (do nothing) and ``"rejection"`` (exact
-    samples of the pre-trained model tilted by the learned classifier). ``network`` replaces
-    the pre-trained network (e.g. by a counting wrapper, see :mod:`.cost`).
+
+    Args:
+        problem: the :class:`~.problems.Problem`.
+        fitted: the :class:`FittedMethods` to sample from.
+        cg_scale: classifier-guidance scale (default: ``settings["cg_scale"]``).
+        cfg_w: CFG guidance weight (default: ``settings["cfg_w"]``).
+        dps_scale: DPS step size ``zeta`` (default: ``settings["dps_scale"]``).
+        network: an eps-network used in place of the pre-trained one by every method built
+            on it (``pretrained``, ``ctrl``, ``cg``, ``dps``, ``rejection``), e.g. a
+            :class:`~.cost.CountingNetwork`; CTRL then samples from a new augmented model on
+            ``network`` that shares the fitted control head.
+        references: also return ``"pretrained"`` (do nothing) and ``"rejection"`` (exact
+            samples of the pre-trained model tilted by the learned classifier).
+
+    Returns:
+        ``{name: fn}`` for every fitted method (and the references).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -167,38 +284,48 @@ def method_samplers(problem: Problem, fitted: FittedMethods, *, cg_scale=None, c
     def cond_of(c, n):
         return problem.condition_tensor(c, n).to(model_device(problem.network))
 
+    def guided(make):       # sample the eps-network make(y) under the shared sampler
+        return lambda n, *, c, y, generator: sampler.sample(make(y), n, c=cond_of(c, n),
+                                                            generator=generator)
+
     if references:
-        out["pretrained"] = lambda n, c, y, g: sampler.sample(net, n, cond_of(c, n),
-                                                              generator=g)
+        out["pretrained"] = guided(lambda y: net)
     if fitted.ctrl is not None:
-        def ctrl_fn(n, c, y, g, aug=fitted.ctrl):
-            original = aug.network
-            aug.network = net
-            try:
-                return ctrl_sample(aug, n, cond_of(c, n), y, generator=g)
-            finally:
-                aug.network = original
-        out["ctrl"] = ctrl_fn
+        aug = fitted.ctrl
+        if net is not aug.network:
+            aug = _head_model(aug, net, aug.head)
+        out["ctrl"] = lambda n, *, c, y, generator: ctrl_sample(
+            aug, n, c=cond_of(c, n), y=y, generator=generator)
     if fitted.cfg_model is not None:
-        out["cfg"] = lambda n, c, y, g: sampler.sample(
-            ClassifierFreeGuided(fitted.cfg_model, y, cfg_w), n, cond_of(c, n), generator=g)
+        out["cfg"] = guided(lambda y: ClassifierFreeGuided(fitted.cfg_model, y=y, w=cfg_w))
     if fitted.noisy_classifier is not None:
-        out["cg"] = lambda n, c, y, g: sampler.sample(
-            ClassifierGuided(net, fitted.noisy_classifier, schedule, y, cg_scale), n,
-            cond_of(c, n), generator=g)
+        out["cg"] = guided(lambda y: ClassifierGuided(net, fitted.noisy_classifier, schedule,
+                                                      y=y, scale=cg_scale))
     if fitted.classifier is not None:
-        out["dps"] = lambda n, c, y, g: sampler.sample(
-            DPSGuided(net, fitted.classifier, schedule, y, dps_scale, problem.clip_x0), n,
-            cond_of(c, n), generator=g)
+        out["dps"] = guided(lambda y: DPSGuided(net, fitted.classifier, schedule, y=y,
+                                                scale=dps_scale, clip_x0=problem.clip_x0))
         if references:
-            out["rejection"] = lambda n, c, y, g: rejection_sampler(
-                problem, net, fitted.classifier, n, c, y, g)
+            out["rejection"] = lambda n, *, c, y, generator: rejection_sampler(
+                problem, net, fitted.classifier, n, c=c, y=y, generator=generator)
     return out
 
 
-def rejection_sampler(problem: Problem, network, reward, n: int, c, y, generator):
-    """Rejection from the pre-trained model; ``c = None`` fills the blocks of
-    :meth:`Problem.condition_tensor` condition by condition.
+def rejection_sampler(problem: Problem, network, reward, n: int, *, c, y,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Exact samples of ``p_pre(x | c) p(y | x) / Z`` by rejection from the pre-trained model.
+
+    Args:
+        problem: the :class:`~.problems.Problem` (sampler, conditions).
+        network: the pre-trained eps-network (or a counting wrapper of it).
+        reward: the classifier ``(x, c) -> (N, K)`` log-probabilities.
+        n: number of samples.
+        c: an int condition, or ``None``: the blocks of :meth:`Problem.condition_tensor`,
+            filled condition by condition.
+        y: the int label.
+        generator: a ``torch.Generator``.
+
+    Returns:
+        ``(n, *data_shape)`` samples.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -211,6 +338,6 @@ def rejection_sampler(problem: Problem, network, reward, n: int, c, y, generator
     parts = []
     for cc, m in conds:
         if m:
-            parts.append(rejection_baseline(network, problem.sampler, reward, m, cc, y,
-                                            generator, batch=max(256, 4 * m)).x)
+            parts.append(rejection_baseline(network, problem.sampler, reward, m, c=cc, y=y,
+                                            generator=generator, batch=max(256, 4 * m)).x)
     return torch.cat(parts)

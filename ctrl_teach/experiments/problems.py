@@ -25,6 +25,7 @@ Problems:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,8 +49,8 @@ class Problem:
         pool_x, pool_c: the unlabelled offline pool labelled datasets are drawn from.
         label: ``label(x, generator) -> (N,)`` labels drawn from the true rule.
         true_prob: ``true_prob(x, y) -> (N,)`` the true ``p(y | x)`` of requested labels.
-        target: ``target(c, y, n, generator, part="eval") -> (n, ...)`` exact target samples
-            (``c`` None: uniform over conditions). ``part="reference"`` draws from data
+        target: ``target(n, *, c, y, generator, part="eval") -> (n, ...)`` exact target
+            samples (``c`` None: uniform over conditions). ``part="reference"`` draws from data
             disjoint from ``part="eval"`` (digits: the other half of the real digits; the
             toy has unlimited data), so a reference row is an independent exact sample.
         eval_pairs: the ``(c, y)`` pairs the metrics average over.
@@ -59,6 +60,10 @@ class Problem:
         oracle: optional evaluation model of ``c`` (digits: the digit oracle).
         features: optional ``features(x) -> (N, D)`` in which distances and diversity are
             measured (default: flattened ``x``).
+        attribute_prob: optional ``attribute_prob(x, k) -> (N,)``, the true
+            ``p(y_k = 1 | x)`` of attribute ``k`` (the two-attribute toy).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
     """
 
     name: str
@@ -79,16 +84,33 @@ class Problem:
     settings: dict = field(default_factory=dict)
     oracle: nn.Module | None = None
     features: Callable | None = None
+    attribute_prob: Callable | None = None
 
     def condition_tensor(self, c, n: int):
-        """``c`` as a long ``(n,)`` tensor; ``None``: equal contiguous blocks of every
-        condition (``c_i = floor(i C / n)``)."""
+        """``c`` as a long ``(n,)`` tensor.
+
+        Args:
+            c: an int condition, or ``None``: equal contiguous blocks of every condition
+                (``c_i = floor(i C / n)``).
+            n: the batch size.
+
+        Returns:
+            A long tensor ``(n,)``.
+        """
         if c is None:
             return torch.arange(n) * self.num_conditions // n
         return torch.full((n,), int(c), dtype=torch.long)
 
     def labelled_dataset(self, n: int | None, seed: int = 0):
-        """``(x, c, y)``: ``n`` pool points (all of them for ``None``) with true-rule labels."""
+        """A labelled dataset drawn from the pool, labelled by the true rule.
+
+        Args:
+            n: number of pool points (``None``: all of them).
+            seed: seeds the choice of points and the labels.
+
+        Returns:
+            ``(x, c, y)``.
+        """
         gen = torch.Generator().manual_seed(seed)
         total = self.pool_x.shape[0]
         n = total if n is None else min(check_positive_int("n", n), total)
@@ -101,6 +123,25 @@ def _probit(x1: torch.Tensor, s: float) -> torch.Tensor:
     return torch.special.ndtr(x1 / s)
 
 
+def _data_rejection_target(toy, num_conditions: int, true_prob: Callable, oversample: int):
+    """``target(n, *, c, y, generator, part)`` for a toy with unlimited data: rounds of
+    ``oversample * n`` fresh data points, each kept with probability ``true_prob(x, y)``
+    (the toy has no finite data, so ``part`` is ignored)."""
+
+    def target(n, *, c, y, generator, part="eval"):
+        out, have, m = [], 0, oversample * n
+        while have < n:
+            cond = c if c is not None else torch.randint(num_conditions, (m,),
+                                                         generator=generator)
+            cand = toy.sample(m, cond, generator=generator)
+            keep = torch.rand(m, generator=generator) < true_prob(cand, y)
+            out.append(cand[keep])
+            have += int(keep.sum())
+        return torch.cat(out)[:n]
+
+    return target
+
+
 def toy_problem(label_scale: float = 0.5, pool_size: int = 10000, num_steps: int = 20,
                 settings: dict | None = None, device=None) -> Problem:
     """The 2-D toy: toy-gmm, ``p_true(y = 1 | x) = Phi(x_1 / label_scale)``.
@@ -110,6 +151,10 @@ def toy_problem(label_scale: float = 0.5, pool_size: int = 10000, num_steps: int
         pool_size: size of the offline pool (the ``N = all`` dataset).
         num_steps: sampler steps ``K`` (eta = 1, ``clip_x0 = 3``).
         settings: method budgets (default: the quick profile of :mod:`.config`).
+        device: torch device of the pre-trained network (default CPU).
+
+    Returns:
+        A :class:`Problem` (``name="toy-gmm"``, evaluation pairs ``(c, y) in {0, 1}^2``).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -134,20 +179,11 @@ def toy_problem(label_scale: float = 0.5, pool_size: int = 10000, num_steps: int
     def label(x, generator):
         return (torch.rand(x.shape[0], generator=generator) < _probit(x[:, 0].cpu(), s)).long()
 
-    def target(c, y, n, generator, part="eval"):
-        out, have = [], 0
-        while have < n:
-            cand = toy.sample(4 * n, c if c is not None else torch.randint(
-                2, (4 * n,), generator=generator), generator=generator)
-            keep = torch.rand(4 * n, generator=generator) < true_prob(cand, y)
-            out.append(cand[keep])
-            have += int(keep.sum())
-        return torch.cat(out)[:n]
-
     return Problem(
         name="toy-gmm", network=pre.network, schedule=pre.schedule, sampler=sampler,
         num_conditions=2, num_labels=2, pool_x=pool_x, pool_c=pool_c, label=label,
-        true_prob=true_prob, target=target, eval_pairs=[(0, 0), (0, 1), (1, 0), (1, 1)],
+        true_prob=true_prob, target=_data_rejection_target(toy, 2, true_prob, 4),
+        eval_pairs=[(0, 0), (0, 1), (1, 0), (1, 1)],
         make_classifier=lambda: MLPClassifier(2, 2, width=64, depth=2),
         make_noisy_classifier=lambda: NoisyMLPClassifier(2, 2, pre.schedule.T, width=128),
         clip_x0=3.0, settings=dict(settings or experiment_config("quick")["toy"]))
@@ -159,7 +195,21 @@ def two_attribute_toy(label_scale: float = 0.5, pool_size: int = 10000, num_step
     independently given ``x``; the flat label is ``y = 2 y_1 + y_2`` (``K = 4``, the order of
     :class:`~ctrl_teach.ctrl.MultiTaskReward` with ``flat=True``).
 
-    ``label(x, g, task)`` labels one attribute (``task`` 0 or 1) or both (``task=None``, flat).
+    ``label(x, g, task)`` labels one attribute (``task`` 0 or 1) or both (``task=None``, flat);
+    ``attribute_prob(x, k)`` is the true ``p(y_k = 1 | x)``. Exact targets are drawn by data
+    rejection with ``p(y_1 | x) p(y_2 | x)``.
+
+    Args:
+        label_scale: ``s`` of both probit rules.
+        pool_size: size of the offline pool.
+        num_steps: sampler steps ``K``.
+        settings: method budgets (default: the quick profile of :mod:`.config`).
+        device: torch device of the pre-trained network (default CPU).
+
+    Returns:
+        A new :class:`Problem` (``name="toy-gmm-2attr"``, ``num_labels=4``, evaluation pairs
+        ``c in {0, 1}``, flat ``y in {0, 3}``), built from :func:`toy_problem`'s with
+        :func:`dataclasses.replace`.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -181,23 +231,11 @@ def two_attribute_toy(label_scale: float = 0.5, pool_size: int = 10000, num_step
 
     from ..data import load_toy
 
-    toy = load_toy("gmm")
-
-    def target(c, y, n, generator, part="eval"):
-        out, have = [], 0
-        while have < n:
-            cand = toy.sample(8 * n, c if c is not None else torch.randint(
-                2, (8 * n,), generator=generator), generator=generator)
-            keep = torch.rand(8 * n, generator=generator) < true_prob(cand, y)
-            out.append(cand[keep])
-            have += int(keep.sum())
-        return torch.cat(out)[:n]
-
-    base.name, base.num_labels = "toy-gmm-2attr", 4
-    base.true_prob, base.label, base.target = true_prob, label, target
-    base.eval_pairs = [(c, y) for c in (0, 1) for y in (0, 3)]
-    base.attribute_prob = attr_prob
-    return base
+    target = _data_rejection_target(load_toy("gmm"), base.num_conditions, true_prob, 8)
+    return dataclasses.replace(
+        base, name="toy-gmm-2attr", num_labels=4, true_prob=true_prob, label=label,
+        target=target, eval_pairs=[(c, y) for c in (0, 1) for y in (0, 3)],
+        attribute_prob=attr_prob)
 
 
 def digits_problem(num_steps: int = 10, scorer: str = "ink", settings: dict | None = None,
@@ -210,6 +248,16 @@ def digits_problem(num_steps: int = 10, scorer: str = "ink", settings: dict | No
     pre-trained model was trained on all 1797 digits and its samples lie closer to real
     digits than real digits lie to each other, so energy distances to the target can be
     *below* the reference row's (and negative).
+
+    Args:
+        num_steps: sampler steps ``K`` (DDIM eta = 1, ``clip_x0 = 1``).
+        scorer: the :func:`~ctrl_teach.data.make_scorer` whose tertile is ``y``.
+        settings: method budgets (default: the quick profile of :mod:`.config`).
+        device: torch device of the pre-trained network and the oracle (default CPU).
+
+    Returns:
+        A :class:`Problem` (``name="digits"``, ``c`` uniform in the evaluation pairs, the
+        digit oracle as ``oracle``).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -238,7 +286,7 @@ def digits_problem(num_steps: int = 10, scorer: str = "ink", settings: dict | No
     half[torch.randperm(len(all_x), generator=torch.Generator().manual_seed(202))[
         : len(all_x) // 2]] = True
 
-    def target(c, y, n, generator, part="eval"):
+    def target(n, *, c, y, generator, part="eval"):
         mask = (all_y == int(y)) & (half if part == "eval" else ~half)
         if c is not None:
             mask &= all_c == int(c)
@@ -247,11 +295,11 @@ def digits_problem(num_steps: int = 10, scorer: str = "ink", settings: dict | No
 
     return Problem(
         name="digits", network=pre.network, schedule=pre.schedule, sampler=sampler,
-        num_conditions=10, num_labels=true.num_classes, pool_x=pool_x, pool_c=pool_c,
+        num_conditions=10, num_labels=true.num_labels, pool_x=pool_x, pool_c=pool_c,
         label=label, true_prob=true_prob, target=target,
-        eval_pairs=[(None, y) for y in range(true.num_classes)],
-        make_classifier=lambda: CNNClassifier(true.num_classes),
-        make_noisy_classifier=lambda: NoisyCNNClassifier(true.num_classes,
+        eval_pairs=[(None, y) for y in range(true.num_labels)],
+        make_classifier=lambda: CNNClassifier(true.num_labels),
+        make_noisy_classifier=lambda: NoisyCNNClassifier(true.num_labels,
                                                          num_timesteps=pre.schedule.T),
         clip_x0=1.0, settings=dict(settings or experiment_config("quick")["digits"]),
         oracle=oracle)

@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 
 import torch
 
+from ..profiles import seeded_init
 from .cost import run_finetune_cost, run_sampling_cost
 from .dataset_construction import run_dataset_construction
+from .methods import fit_methods
 from .metrics import make_targets
 from .problems import digits_problem, toy_problem, two_attribute_toy
 from .sample_efficiency import run_sample_efficiency
@@ -56,8 +58,14 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
 
     Args:
         config: from :func:`~.config.experiment_config` or :func:`~.config.reduced_config`.
-        profile: recorded in the result; device: torch device (default CPU).
-    Returns: the results dict (benchmarks/SCHEMA.md).
+        profile: recorded in the result.
+        device: torch device (default CPU).
+        only: the experiments to run, a subset of :data:`EXPERIMENTS`.
+        seed: data, training and sampling seed.
+        progress: print progress lines.
+
+    Returns:
+        The results dict (benchmarks/SCHEMA.md).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -73,9 +81,15 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
                started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                config=config, notes=_notes(config, profile), timings={})
 
-    def log(msg):
+    def timed(name, title, fn):
+        """``out[name] = fn(config[name])``, logged and timed."""
+        if name not in only:
+            return
         if progress:
-            print(msg, flush=True)
+            print(title, flush=True)
+        t0 = time.perf_counter()
+        out[name] = fn(config[name])
+        out["timings"][name] = time.perf_counter() - t0
 
     need_toy = {"sample_efficiency", "strength", "sampling_cost", "finetune_cost"} & set(only)
     toy = toy_problem(settings=config["toy"], pool_size=config["toy"]["pool_size"],
@@ -84,11 +98,21 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
         "digits" in config[k]["problems"] for k in ("sampling_cost", "finetune_cost")
         if k in only))
     digits = digits_problem(settings=config["digits"], device=device) if need_digits else None
+    problems = {"toy": toy, "digits": digits}
     fitted = {}
-    if "sample_efficiency" in only:
-        t0 = time.perf_counter()
-        log("(a) sample efficiency")
-        se = config["sample_efficiency"]
+
+    def fitted_for(prob):
+        if prob.name not in fitted:
+            x, c, y = prob.labelled_dataset(None, seed)
+            fitted[prob.name] = fit_methods(prob, x, c, y, seed=seed)
+        return fitted[prob.name]
+
+    def per_problem(fn):
+        """``{problem name: fn(problem, "toy" or "digits", sizes)}`` over ``sizes["problems"]``."""
+        return lambda sizes: {problems[k].name: fn(problems[k], k, sizes)
+                              for k in sizes["problems"]}
+
+    def sample_efficiency(se):
         res = {}
         for prob, sizes in ((toy, se["toy_sizes"]), (digits, se["digits_sizes"])):
             if prob is None or not sizes:
@@ -98,59 +122,40 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
                                           "target_samples"], seed + 7))
             fitted[prob.name] = r.pop("fitted")
             res[prob.name] = r
-        out["sample_efficiency"] = res
-        out["timings"]["sample_efficiency"] = time.perf_counter() - t0
-    from .methods import fit_methods
+        return res
 
-    def fitted_for(prob):
-        if prob.name not in fitted:
-            x, c, y = prob.labelled_dataset(None, seed)
-            fitted[prob.name] = fit_methods(prob, x, c, y, seed=seed)
-        return fitted[prob.name]
-
-    if "dataset_construction" in only:
-        t0 = time.perf_counter()
-        log("(b) dataset construction (two attributes)")
+    def dataset_construction(dc):
         two = two_attribute_toy(settings=config["toy"], pool_size=config["toy"]["pool_size"],
                                 device=device)
-        out["dataset_construction"] = run_dataset_construction(
-            two, config["dataset_construction"]["budgets"], seed=seed, progress=progress)
-        out["timings"]["dataset_construction"] = time.perf_counter() - t0
-    if "strength" in only:
-        t0 = time.perf_counter()
-        log("(c) strength sweeps")
-        st = config["strength"]
-        out["strength"] = run_strength_sweep(
-            toy, fitted_for(toy), st["ctrl_gamma"], st["cfg_w"], st["cg_scale"],
-            st["dps_scale"], ctrl_iterations=st["ctrl_iterations"], seed=seed,
-            progress=progress)
-        out["timings"]["strength"] = time.perf_counter() - t0
-    if "sampling_cost" in only:
-        t0 = time.perf_counter()
-        log("(d) sampling cost")
-        sc = config["sampling_cost"]
-        res = {}
-        for name in sc["problems"]:
-            prob = toy if name == "toy" else digits
-            res[prob.name] = run_sampling_cost(prob, fitted_for(prob), sc[f"{name}_samples"],
-                                               cfg_w=sc["cfg_w"], seed=seed,
-                                               c=0 if name == "toy" else 3, y=1,
-                                               progress=progress)
-        out["sampling_cost"] = res
-        out["timings"]["sampling_cost"] = time.perf_counter() - t0
-    if "finetune_cost" in only:
-        t0 = time.perf_counter()
-        log("(e) fine-tuning cost")
-        fc = config["finetune_cost"]
-        res = {}
-        for name in fc["problems"]:
-            prob = toy if name == "toy" else digits
-            reward = fitted[prob.name].classifier if prob.name in fitted else \
-                prob.make_classifier().to(device).eval().requires_grad_(False)
-            res[prob.name] = run_finetune_cost(prob, reward, fc[f"{name}_steps"], fc["modes"],
-                                               fc["truncate_steps"], fc[f"{name}_batch"],
-                                               fc["repeats"], seed=seed, progress=progress)
-        out["finetune_cost"] = res
-        out["timings"]["finetune_cost"] = time.perf_counter() - t0
+        return run_dataset_construction(two, dc["budgets"], seed=seed, progress=progress)
+
+    def strength(st):
+        return run_strength_sweep(toy, fitted_for(toy), st["ctrl_gamma"], st["cfg_w"],
+                                  st["cg_scale"], st["dps_scale"],
+                                  ctrl_iterations=st["ctrl_iterations"], seed=seed,
+                                  progress=progress)
+
+    def sampling_cost(prob, name, sc):
+        return run_sampling_cost(prob, fitted_for(prob), sc[f"{name}_samples"],
+                                 c=0 if name == "toy" else 3, y=1, cfg_w=sc["cfg_w"],
+                                 seed=seed, progress=progress)
+
+    def finetune_cost(prob, name, fc):
+        if prob.name in fitted:
+            reward = fitted[prob.name].classifier
+        else:   # any reward will do: its accuracy does not change the cost
+            with seeded_init(seed):
+                reward = prob.make_classifier()
+            reward = reward.to(device).eval().requires_grad_(False)
+        return run_finetune_cost(prob, reward, fc[f"{name}_steps"], fc["modes"],
+                                 fc["truncate_steps"], fc[f"{name}_batch"], fc["repeats"],
+                                 seed=seed, progress=progress)
+
+    timed("sample_efficiency", "(a) sample efficiency", sample_efficiency)
+    timed("dataset_construction", "(b) dataset construction (two attributes)",
+          dataset_construction)
+    timed("strength", "(c) strength sweeps", strength)
+    timed("sampling_cost", "(d) sampling cost", per_problem(sampling_cost))
+    timed("finetune_cost", "(e) fine-tuning cost", per_problem(finetune_cost))
     out["wall_seconds"] = time.perf_counter() - start
     return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from .methods import METHODS, fit_methods, method_samplers
-from .metrics import evaluate_method, make_targets
+from .metrics import evaluate_method, targets_or_default
 
 __all__ = ["run_sample_efficiency", "size_label"]
 
@@ -23,7 +23,16 @@ _SUMMARY = ("ed", "accuracy", "diversity", "c_accuracy")
 
 
 def size_label(n) -> str:
-    """``"all"`` for ``None``, else ``str(n)``."""
+    """The JSON label of a dataset size.
+
+    Args:
+        n: a size, or ``None`` (the whole pool).
+
+    Returns:
+        ``"all"`` for ``None``, else ``str(n)``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     return "all" if n is None else str(int(n))
 
 
@@ -42,23 +51,28 @@ def run_sample_efficiency(problem, sizes, methods=METHODS, seed: int = 0, target
     Args:
         problem: a :class:`~.problems.Problem` (its ``settings`` hold the budgets).
         sizes: list of ``N`` (``None`` = the whole pool).
-        methods: subset of :data:`~.methods.METHODS`; seed: data and training seed.
+        methods: subset of :data:`~.methods.METHODS`.
+        seed: data and training seed.
         targets: cached :func:`~.metrics.make_targets` (drawn if None).
         keep: ``"last"`` keeps the fitted methods of the last size in ``result["fitted"]``
             (not JSON: pop it before saving); ``None`` keeps nothing.
-    Returns: ``{"problem", "sizes", "rows", "references", "classifiers", "seconds"}`` (rows:
-    one per method and size, see benchmarks/SCHEMA.md).
+        progress: print one line per method and size.
+
+    Returns:
+        ``{"problem", "sizes", "rows", "references", "classifiers", "seconds"}`` (rows: one
+        per method and size, see benchmarks/SCHEMA.md).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     start = time.perf_counter()
-    s = problem.settings
-    targets = targets if targets is not None else make_targets(problem, s["target_samples"],
-                                                               seed + 7)
-    n_eval = s["eval_samples"]
-    refs = [_row(problem, "target", None, 0, evaluate_method(
-        problem, lambda n, c, y, g: problem.target(c, y, n, g, part="reference"), targets,
-        n_eval, seed + 99), 0.0)]
+    targets = targets_or_default(problem, targets, seed)
+    n_eval = problem.settings["eval_samples"]
+
+    def reference(n, *, c, y, generator):
+        return problem.target(n, c=c, y=y, generator=generator, part="reference")
+
+    refs = [_row(problem, "target", None, 0,
+                 evaluate_method(problem, reference, targets, n_eval, seed + 99), 0.0)]
     for r in refs:   # the target ignores c: its c-accuracy is meaningless
         r.pop("c_accuracy", None)
     rows, classifiers, fitted = [], [], None

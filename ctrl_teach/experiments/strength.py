@@ -5,7 +5,7 @@ Each method has one knob that trades accuracy for distance to the target and div
 * CTRL: the reward weight ``gamma`` (``= 1 / alpha``; the optimum samples
   ``p_pre(x | c) p(y | x)^gamma``), one fine-tuning per value;
 * CFG: the guidance weight ``w`` (``eps = (1 + w) eps(c, y) - w eps(c, null)``);
-* classifier guidance: the scale ``s``; DPS: the step size ``gamma``.
+* classifier guidance: the scale ``s``; DPS: the step size ``zeta``.
 
 The distance is always to the ``gamma = 1`` target ``p(x | c, y)``, so every curve should pass
 closest to it at its "calibrated" strength (1 for CTRL and CG, 0 for CFG) if the method is
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time
 
-from .methods import fit_ctrl, method_samplers
-from .metrics import evaluate_method, make_targets
+from .methods import FittedMethods, fit_ctrl, method_samplers
+from .metrics import evaluate_method, targets_or_default
 
 __all__ = ["run_strength_sweep"]
 
@@ -30,19 +30,28 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
     """Sweep each method's strength with the classifiers / models in ``fitted``.
 
     Args:
-        problem: a :class:`~.problems.Problem`; fitted: :class:`~.methods.FittedMethods`
-            (e.g. ``run_sample_efficiency(...)["fitted"]``). Its CTRL model is reused for
+        problem: a :class:`~.problems.Problem`.
+        fitted: :class:`~.methods.FittedMethods` (e.g.
+            ``run_sample_efficiency(...)["fitted"]``). Its CTRL model is reused for
             ``gamma = 1``; other ``gamma`` values are fine-tuned here for ``ctrl_iterations``
-            iterations, warm-started from the ``gamma = 1`` model.
-        ctrl_gamma, cfg_w, cg_scale, dps_scale: the values to sweep (lists).
-    Returns: ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value).
+            iterations, warm-started from the ``gamma = 1`` model (which is not changed).
+        ctrl_gamma: CTRL reward weights ``gamma`` to sweep.
+        cfg_w: CFG guidance weights ``w``.
+        cg_scale: classifier-guidance scales.
+        dps_scale: DPS step sizes ``zeta``.
+        ctrl_iterations: fine-tuning iterations per ``gamma != 1``.
+        seed: training and sampling seed.
+        targets: cached :func:`~.metrics.make_targets` (drawn if None).
+        progress: print one line per (method, value).
+
+    Returns:
+        ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
     start = time.perf_counter()
     s = problem.settings
-    targets = targets if targets is not None else make_targets(problem, s["target_samples"],
-                                                               seed + 7)
+    targets = targets_or_default(problem, targets, seed)
     rows = []
 
     def add(method, value, fn, fit_seconds=0.0):
@@ -59,10 +68,10 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
             aug, secs = fitted.ctrl, 0.0
         else:
             t0 = time.perf_counter()
-            aug, _ = fit_ctrl(problem, fitted.classifier, gamma=gamma,
-                              iterations=ctrl_iterations, seed=seed, init=fitted.ctrl)
+            aug = fit_ctrl(problem, fitted.classifier, gamma=gamma, iterations=ctrl_iterations,
+                           seed=seed, init=fitted.ctrl).augmented
             secs = time.perf_counter() - t0
-        one = type(fitted)(fitted.n_labelled, ctrl=aug)
+        one = FittedMethods(fitted.n_labelled, ctrl=aug)
         add("ctrl", gamma, method_samplers(problem, one, references=False)["ctrl"], secs)
     for w in cfg_w:
         add("cfg", w, method_samplers(problem, fitted, cfg_w=w, references=False)["cfg"])

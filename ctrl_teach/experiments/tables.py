@@ -14,7 +14,16 @@ def _f(v, fmt=".3f"):
 
 
 def format_sample_efficiency(res: dict) -> str:
-    """One block per problem: ED / accuracy / diversity per method and ``N``."""
+    """One block per problem: ED / accuracy / diversity per method and ``N``.
+
+    Args:
+        res: the ``sample_efficiency`` part of the results (keyed by problem).
+
+    Returns:
+        The table as text.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     lines = []
     for prob, r in res.items():
         digits = any("c_accuracy" in row for row in r["rows"])
@@ -31,7 +40,16 @@ def format_sample_efficiency(res: dict) -> str:
 
 
 def format_dataset_construction(res: dict) -> str:
-    """Budget, method, data layout, ED and accuracies."""
+    """Budget, method, data layout, ED and accuracies.
+
+    Args:
+        res: the ``dataset_construction`` part of the results.
+
+    Returns:
+        The table as text.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     lines = [f"(b) dataset construction: {res['problem']} (two attributes, equal label budget)",
              f"{'budget':>6} {'method':6} {'data':9} {'points':>6} {'ED':>8} {'acc':>6} "
              f"{'acc1':>6} {'acc2':>6}"]
@@ -43,7 +61,16 @@ def format_dataset_construction(res: dict) -> str:
 
 
 def format_strength(res: dict) -> str:
-    """Method, knob value, ED, accuracy, diversity."""
+    """Method, knob value, ED, accuracy, diversity.
+
+    Args:
+        res: the ``strength`` part of the results.
+
+    Returns:
+        The table as text.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     lines = [f"(c) strength sweeps: {res['problem']} (N = {res['n_labelled']})",
              f"{'method':6} {'knob':>6} {'value':>6} {'ED':>8} {'acc':>6} {'div':>6}"]
     for r in res["rows"]:
@@ -52,45 +79,76 @@ def format_strength(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_sampling_cost(res: dict) -> str:
-    """NFE and wall time per method, with ratios to CTRL."""
+def _per_problem(res: dict, title, head: str, line) -> str:
+    """One block per problem: ``title(problem, result)``, ``head``, ``line(row)`` per row."""
     lines = []
     for prob, r in res.items():
-        lines += [f"(d) sampling cost: {prob} (K = {r['num_steps']} steps, {r['n']} samples, "
-                  f"{r['device']})",
-                  f"{'method':10} {'NFE':>7} {'bwd':>5} {'s/1000':>8} {'NFE/ctrl':>9} "
-                  f"{'time/ctrl':>9}"]
-        for row in r["rows"]:
-            name = row["method"] + (f" w={row['cfg_w']:g}" if row.get("cfg_w") else "")
-            lines.append(f"{name:10} {row['nfe_per_sample']:7.1f} "
-                         f"{row['backward_per_sample']:5.0f} {row['seconds_per_1000']:8.2f} "
-                         f"{_f(row['nfe_ratio_to_ctrl'], '.2f'):>9} "
-                         f"{_f(row['time_ratio_to_ctrl'], '.2f'):>9}")
-        lines.append("")
+        lines += [title(prob, r), head] + [line(row) for row in r["rows"]] + [""]
     return "\n".join(lines)
+
+
+def format_sampling_cost(res: dict) -> str:
+    """NFE and wall time per method, with ratios to CTRL.
+
+    Args:
+        res: the ``sampling_cost`` part of the results (keyed by problem).
+
+    Returns:
+        The table as text.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    def line(row):
+        name = row["method"] + (f" w={row['cfg_w']:g}" if row.get("cfg_w") else "")
+        return (f"{name:10} {row['nfe_per_sample']:7.1f} {row['backward_per_sample']:5.0f} "
+                f"{row['seconds_per_1000']:8.2f} {_f(row['nfe_ratio_to_ctrl'], '.2f'):>9} "
+                f"{_f(row['time_ratio_to_ctrl'], '.2f'):>9}")
+
+    return _per_problem(
+        res, lambda prob, r: f"(d) sampling cost: {prob} (K = {r['num_steps']} steps, "
+                             f"{r['n']} samples, {r['device']})",
+        f"{'method':10} {'NFE':>7} {'bwd':>5} {'s/1000':>8} {'NFE/ctrl':>9} {'time/ctrl':>9}",
+        line)
 
 
 def format_finetune_cost(res: dict) -> str:
-    """Seconds and memory per CTRL iteration versus K and gradient mode."""
-    lines = []
-    for prob, r in res.items():
-        lines += [f"(e) fine-tuning cost: {prob} ({r['device']}, memory = {r['memory_method']})",
-                  f"{'K':>4} {'mode':10} {'batch':>5} {'s/iter':>8} {'MiB':>9} {'t/full':>7} "
-                  f"{'mem/full':>8}"]
-        for row in r["rows"]:
-            mode = row["mode"] + (f"({row['truncate_steps']})" if row.get("truncate_steps")
-                                  else "")
-            lines.append(f"{row['num_steps']:>4} {mode:10} {row['batch']:>5} "
-                         f"{row['seconds_per_iteration']:8.3f} "
-                         f"{row['peak_memory_bytes'] / 2**20:9.2f} "
-                         f"{_f(row['time_ratio_to_full'], '.2f'):>7} "
-                         f"{_f(row['memory_ratio_to_full'], '.2f'):>8}")
-        lines.append("")
-    return "\n".join(lines)
+    """Seconds and memory per CTRL iteration versus K and gradient mode.
+
+    Args:
+        res: the ``finetune_cost`` part of the results (keyed by problem).
+
+    Returns:
+        The table as text.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    def line(row):
+        mode = row["mode"] + (f"({row['truncate_steps']})" if row.get("truncate_steps")
+                              else "")
+        return (f"{row['num_steps']:>4} {mode:10} {row['batch']:>5} "
+                f"{row['seconds_per_iteration']:8.3f} {row['peak_memory_bytes'] / 2**20:9.2f} "
+                f"{_f(row['time_ratio_to_full'], '.2f'):>7} "
+                f"{_f(row['memory_ratio_to_full'], '.2f'):>8}")
+
+    return _per_problem(
+        res, lambda prob, r: f"(e) fine-tuning cost: {prob} ({r['device']}, "
+                             f"memory = {r['memory_method']})",
+        f"{'K':>4} {'mode':10} {'batch':>5} {'s/iter':>8} {'MiB':>9} {'t/full':>7} "
+        f"{'mem/full':>8}", line)
 
 
 def format_tables(results: dict) -> str:
-    """All tables present in ``results``, in the order (a)-(e)."""
+    """All tables present in ``results``, in the order (a)-(e).
+
+    Args:
+        results: a results dict (:func:`~.run.run_all`, or its JSON read back), or a dict
+            holding some of its experiments.
+
+    Returns:
+        The tables as text, one block per experiment.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
     parts = []
     if "sample_efficiency" in results:
         parts.append(format_sample_efficiency(results["sample_efficiency"]))

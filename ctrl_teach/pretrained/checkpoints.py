@@ -29,11 +29,17 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, corrupted or does not match its network."""
+    """A checkpoint file is missing, truncated, corrupted or does not match its network.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``).
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -55,6 +61,8 @@ def save_checkpoint(stem: str | os.PathLike, model: torch.nn.Module, meta: dict)
 
     ``meta`` must be JSON-serialisable; it should describe how to rebuild the network
     (``meta["network"] = model.config``). Returns the JSON path.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
     stem = Path(stem)
     buffer = io.BytesIO()
@@ -93,6 +101,8 @@ def load_checkpoint(stem: str | os.PathLike, model: torch.nn.Module, meta: dict 
 
     Raises :class:`CheckpointError` (naming the file) when the weights are missing,
     truncated, corrupted, not a state dict, or do not fit ``model``.
+
+    Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
     stem = Path(stem)
     meta = read_meta(stem) if meta is None else meta
