@@ -36,20 +36,18 @@ from ctrl_teach.ctrl import (
     LoRAAugmentedModel,
     MultiTaskReward,
     ProbitClassifier,
+    certificate_gap,
     digit_sampler,
+    evaluate_against_target,
     evaluate_digits,
     finetune,
     fit_classifier,
     fit_digit_reward,
-    rollout,
-    sample,
-)
-from ctrl_teach.ctrl.references import (
-    certificate_gap,
-    evaluate_against_target,
     gaussian_log_evidence,
     gaussian_posterior,
     rejection_sample,
+    rollout,
+    sample,
 )
 from ctrl_teach.data import load_toy
 from ctrl_teach.data.toys import GaussianMixture
@@ -79,11 +77,11 @@ def gaussian_outcome():
     _, secs = timed_finetune(aug, reward, iterations=pick(200, 400), batch_size=256, lr=5e-3)
     m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
     m_post, v_post = gaussian_posterior(m_s, v_s, y_obs, tau)
-    x = sample(aug, 20000, None, 0, generator=torch.Generator().manual_seed(1))
+    x = sample(aug, 20000, y=0, generator=torch.Generator().manual_seed(1))
     log_z = gaussian_log_evidence(m_s, v_s, y_obs, tau)
     with torch.no_grad():
-        out = rollout(aug, reward, None, torch.zeros(8000, dtype=torch.long),
-                      torch.Generator().manual_seed(2))
+        out = rollout(aug, reward, y=torch.zeros(8000, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(2))
     gap, se = certificate_gap(log_z, 0.0, out.J)
     return dict(mean=float(x.mean()), var=float(x.var()), mean_exact=m_post, var_exact=v_post,
                 gap=gap, gap_se=se, train_seconds=secs)
@@ -99,8 +97,8 @@ def toy_outcome():
         aug = cls(pre.network, sampler, num_labels=2)
         _, secs = timed_finetune(aug, reward, iterations=pick(400, 1000), batch_size=128,
                                  lr=3e-3)
-        rows = [evaluate_against_target(pre.network, sampler, reward, aug, c, y,
-                                        torch.Generator().manual_seed(10 + 2 * c + y))
+        rows = [evaluate_against_target(aug, reward, c=c, y=y,
+                                        generator=torch.Generator().manual_seed(10 + 2 * c + y))
                 for c in (0, 1) for y in (0, 1)]
         res[name] = dict(rows=rows, train_seconds=secs)
     return res
@@ -129,8 +127,8 @@ def multitask_outcome():
         return (x[:, 0] > 0).long(), (x[:, 1] > 0).long()
 
     y1, y2 = rules(x)
-    reward = MultiTaskReward([fit_classifier(x[:2000], y1[:2000], num_classes=2, seed=1),
-                              fit_classifier(x[2000:], y2[2000:], num_classes=2, seed=2)],
+    reward = MultiTaskReward([fit_classifier(x[:2000], y1[:2000], num_labels=2, seed=1).reward,
+                              fit_classifier(x[2000:], y2[2000:], num_labels=2, seed=2).reward],
                              flat=True)
     pre = load_pretrained("toy-gmm")
     sampler = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0, clip_x0=3.0)
@@ -138,11 +136,11 @@ def multitask_outcome():
     _, secs = timed_finetune(aug, reward, iterations=pick(400, 1000), batch_size=128, lr=3e-3)
     rows, g = [], torch.Generator().manual_seed(5)
     for c in (0, 1):
-        x_pre = sampler.sample(pre.network, 8000, c, generator=g)
+        x_pre = sampler.sample(pre.network, 8000, c=c, generator=g)
         for flat in range(4):
             want = reward.decode(torch.tensor([flat]))[0].tolist()
-            x = sample(aug, 1000, c, flat, generator=g)
-            target = rejection_sample(x_pre, reward, flat, c, generator=g)
+            x = sample(aug, 1000, c=c, y=flat, generator=g)
+            target = rejection_sample(x_pre, reward, c=c, y=flat, generator=g)
             acc = [float(((r1 == want[0]) & (r2 == want[1])).float().mean())
                    for r1, r2 in (rules(x), rules(target))]
             rows.append(dict(c=c, y=want, joint_accuracy=acc[0], joint_accuracy_rejection=acc[1]))

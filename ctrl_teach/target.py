@@ -67,6 +67,8 @@ def check_reward(reward_model: nn.Module, data_shape) -> None:
             raise ValueError(f"reward_model reads inputs of shape {tuple(have)} but the "
                              f"pre-trained model's data have shape {want}")
         return
+    if hasattr(reward_model, "log_likelihood"):
+        return                     # a structured reward without data_shape: nothing to probe
     try:
         device = next(iter(reward_model.parameters())).device
     except StopIteration:

@@ -138,7 +138,6 @@ def _tiny_problem():
 
 def _calls():
     from ctrl_teach.baselines import (
-        LabelConditionedDenoiser,
         NoisyMLPClassifier,
         rejection_baseline,
         train_cfg_model,

@@ -23,8 +23,7 @@ from ctrl_teach.baselines import (
     train_cfg_model,
     train_noisy_classifier,
 )
-from ctrl_teach.ctrl import GaussianLikelihood
-from ctrl_teach.ctrl import gaussian_posterior
+from ctrl_teach.ctrl import GaussianLikelihood, gaussian_posterior
 from ctrl_teach.data.toys import GaussianMixture
 from ctrl_teach.diffusion import (
     DiffusionSampler,

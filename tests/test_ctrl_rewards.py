@@ -13,11 +13,11 @@ from ctrl_teach.ctrl import (
     ProbitClassifier,
     TemperatureScaled,
     expected_calibration_error,
-    reliability_curve,
     gaussian_posterior,
     log_partition,
     probit_log_partition,
     rejection_sample,
+    reliability_curve,
     reward_log_prob,
     train_classifier,
 )

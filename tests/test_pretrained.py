@@ -124,6 +124,7 @@ def test_retrain_is_reproducible_from_seeds(tmp_path):
     from ctrl_teach.pretrained import retrain
 
     for k in range(2):
-        retrain("toy-gmm", weights_dir=tmp_path / str(k), device="cpu", iterations=30, progress=False)
+        retrain("toy-gmm", weights_dir=tmp_path / str(k), device="cpu", iterations=30,
+                progress=False)
     blobs = [(tmp_path / str(k) / "toy-gmm.pt").read_bytes() for k in range(2)]
     assert blobs[0] == blobs[1]

@@ -32,7 +32,9 @@ class NoisyMLPClassifier(nn.Module):
 
     Args:
         data_dim: ``d``; num_labels: ``K``; num_timesteps: ``T`` of the schedule.
-        width, depth: hidden width and number of hidden layers; emb_dim: time embedding size.
+        width: hidden width.
+        depth: number of hidden layers.
+        emb_dim: time embedding size.
     Returns (forward ``(x, t, c=None)``): ``(N, K)`` log-probabilities (``c`` ignored).
 
     Introduced in: Chapter 2 (Adding a control: guidance).

@@ -162,6 +162,8 @@ class MultiTaskReward(nn.Module):
         self.task_labels = tuple(int(m.num_labels) for m in classifiers)
         self.flat = bool(flat)
         self.num_labels = math.prod(self.task_labels) if flat else self.task_labels
+        shapes = {tuple(s) for s in (getattr(m, "data_shape", None) for m in classifiers) if s}
+        self.data_shape = shapes.pop() if len(shapes) == 1 else None
 
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, k)`` label tuples -> ``(N,)`` flat labels (row-major)."""

@@ -126,16 +126,22 @@ def monte_carlo_value(network, sampler, reward_model, x, step_index, *, c=None, 
     Args:
         network: the frozen pre-trained eps-network ``network(x, t, c)``.
         sampler: its :class:`~ctrl_teach.diffusion.DiffusionSampler`.
-        reward_model: reward module, ``(N, K)`` log-probabilities (see :mod:`.rewards`).
-        x: ``(N, *data_shape)`` states; step_index: ``0..num_steps``.
-        c: None / int / ``(N,)`` pre-trained conditions; y: int / ``(N,)`` reward labels.
-        alpha, gamma: KL weight and reward weight (``r = gamma log p``).
-        num_rollouts: ``M`` rollouts per state; generator: for reproducible rollouts.
+        reward_model: the reward, ``(N, K)`` log-probabilities (see :mod:`ctrl_teach.target`).
+        x: ``(N, *data_shape)`` states before step ``step_index``.
+        step_index: ``0..num_steps``.
+        c: ``None``, an int or ``(N,)`` pre-trained conditions.
+        y: an int or ``(N,)`` reward labels.
+        alpha: KL weight.
+        gamma: reward weight (``r = gamma log p``).
+        num_rollouts: ``M`` rollouts per state.
+        generator: a ``torch.Generator`` for reproducible rollouts.
         return_se: also return the delta-method standard error
             ``alpha sd(w) / (sqrt(M) mean(w))`` with ``w = exp(r / alpha)``. It is itself
             estimated from the weights and understates the error when a few rollouts carry
             almost all the weight (states far from where the reward is high, small alpha).
-    Returns: ``(N,)`` values (and ``(N,)`` standard errors with ``return_se``).
+
+    Returns:
+        ``(N,)`` values (and ``(N,)`` standard errors with ``return_se``).
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
@@ -176,8 +182,21 @@ def optimal_control(network, sampler, reward_model, x, step_index, *, c=None, y,
 
     The final noise-free step (``sigma_t = 0``) is never controlled: its control is 0.
 
-    Args: as :func:`monte_carlo_value` (``step_index`` in ``0..num_steps - 1``).
-    Returns: a tensor shaped like ``x`` (detached).
+    Args:
+        network: the frozen pre-trained eps-network ``network(x, t, c)``.
+        sampler: its :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        reward_model: the reward, ``(N, K)`` log-probabilities (see :mod:`ctrl_teach.target`).
+        x: ``(N, *data_shape)`` states before step ``step_index``.
+        step_index: ``0..num_steps - 1``.
+        c: ``None``, an int or ``(N,)`` pre-trained conditions.
+        y: an int or ``(N,)`` reward labels.
+        alpha: KL weight.
+        gamma: reward weight (``r = gamma log p``).
+        num_rollouts: ``M`` rollouts per state.
+        generator: a ``torch.Generator`` for reproducible rollouts.
+
+    Returns:
+        A tensor shaped like ``x`` (detached).
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
@@ -222,9 +241,13 @@ def gaussian_chain_to_data(sampler, data_mean, data_var, step_index):
         (A, B, V) <- (s_k A, s_k B + b_k, s_k^2 V + sigma_k^2)   for k = step_index..K-1.
 
     Args:
-        sampler: a :class:`~ctrl_teach.diffusion.DiffusionSampler`; data_mean: ``m`` (a number
-            or a ``(d,)`` tensor); data_var: ``v`` (per coordinate); step_index: ``0..K``.
-    Returns: ``(A, B, V)``: floats ``A``, ``V`` and a float64 tensor ``B`` shaped like ``m``.
+        sampler: a :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        data_mean: ``m`` (a number or a ``(d,)`` tensor).
+        data_var: ``v`` (per coordinate).
+        step_index: ``0..K``.
+
+    Returns:
+        ``(A, B, V)``: floats ``A``, ``V`` and a float64 tensor ``B`` shaped like ``m``.
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
@@ -282,12 +305,18 @@ def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, *, y, al
     At ``alpha = gamma = 1`` this is ``log p_t(y | x_t)``, the noisy-state likelihood.
 
     Args:
-        x: ``(N, d)`` states before step ``step_index`` (``0..K``); sampler: the sampler;
-            data_mean, data_var: ``m`` (number or ``(d,)``) and ``v``; reward: the
-            :class:`GaussianLikelihood` (``y`` picks its observation ``o``); alpha, gamma:
-            weights.
+        x: ``(N, d)`` states before step ``step_index``.
+        sampler: the :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        data_mean: ``m`` (a number or a ``(d,)`` tensor).
+        data_var: ``v`` (per coordinate).
+        reward: the :class:`~ctrl_teach.ctrl.GaussianLikelihood` (``y`` picks its ``o``).
+        step_index: ``0..K``.
+        y: an int or ``(N,)`` labels.
+        alpha: KL weight.
+        gamma: reward weight.
 
-    Returns: ``(N,)`` values in ``x``'s dtype.
+    Returns:
+        ``(N,)`` values in ``x``'s dtype.
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
@@ -316,8 +345,20 @@ def gaussian_optimal_control(x, sampler, data_mean, data_var, reward, step_index
 
     The last, noise-free step (``sigma = 0``) gets 0.
 
-    Args: as :func:`gaussian_value`, with ``step_index`` in ``0..K-1``.
-    Returns: a tensor shaped like ``x``.
+    Args:
+        x: ``(N, d)`` states before step ``step_index``.
+        sampler: the :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        data_mean: ``m`` (a number or a ``(d,)`` tensor).
+        data_var: ``v`` (per coordinate).
+        reward: the :class:`~ctrl_teach.ctrl.GaussianLikelihood` (``y`` picks its ``o``).
+        step_index: ``0..K-1``.
+        y: an int or ``(N,)`` labels.
+        alpha: KL weight.
+        gamma: reward weight.
+        exact_step: the mean of the exact tilted step instead of the first-order control.
+
+    Returns:
+        A tensor shaped like ``x``.
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """

@@ -137,7 +137,9 @@ class MLPDenoiser(EpsilonNetwork):
         data_dim: dimension ``d`` of the data.
         num_timesteps: ``T`` of the schedule it is trained with.
         num_conditions: number of condition labels ``c`` (0 = unconditional).
-        width, depth, emb_dim: hidden width, number of residual blocks, embedding size.
+        width: hidden width.
+        depth: number of residual blocks.
+        emb_dim: embedding size.
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
@@ -189,8 +191,11 @@ class UNetDenoiser(EpsilonNetwork):
     Args:
         image_size: 8 or 16 (any size divisible by ``2^(levels-1)`` works).
         channels: image channels (1 for digits).
-        num_timesteps, num_conditions, emb_dim: as in :class:`MLPDenoiser`.
-        base_channels, channel_mults: widths ``base_channels * m`` per level.
+        num_timesteps: ``T`` of the schedule.
+        num_conditions: number of conditions ``c`` (0 = unconditional).
+        base_channels: width of the first level.
+        channel_mults: widths ``base_channels * m`` per level.
+        emb_dim: embedding size.
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """

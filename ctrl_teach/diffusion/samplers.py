@@ -42,8 +42,10 @@ class GaussianStep:
     Attributes:
         mean: ``(B, ...)`` the step mean ``mu_t(x_t)``.
         std: the scalar step std ``sigma_t`` (0 for the final step or for DDIM with eta=0).
-        t, t_prev: the integer steps.
-        eps: the noise prediction used; ``x0_hat``: the implied clean estimate.
+        t: the integer step of ``x_t``.
+        t_prev: the integer step it goes to.
+        eps: the noise prediction used.
+        x0_hat: the implied clean estimate.
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """

@@ -81,16 +81,20 @@ def energy_distance(
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
-    x, y = _as_samples("x", x, "y", y)
-    max_samples = check_positive_int("max_samples", max_samples)
-    if max_samples < 2:
-        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
-    x = _subsample(x, max_samples, generator)
-    y = _subsample(y, max_samples, generator)
+    x, y = _prepare_pair(x, y, max_samples, generator)
     exy = _pair_mean(x, y, lambda d: d, same=False)
     exx = _pair_mean(x, x, lambda d: d, same=True)
     eyy = _pair_mean(y, y, lambda d: d, same=True)
     return float(2 * exy - exx - eyy)
+
+
+def _prepare_pair(x, y, max_samples, generator):
+    """Check and flatten two samples, then subsample each to at most ``max_samples`` rows."""
+    x, y = _as_samples("x", x, "y", y)
+    max_samples = check_positive_int("max_samples", max_samples)
+    if max_samples < 2:
+        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
+    return _subsample(x, max_samples, generator), _subsample(y, max_samples, generator)
 
 
 def _median_bandwidth(x: torch.Tensor, y: torch.Tensor, max_points: int = 500) -> float:
@@ -128,12 +132,7 @@ def mmd_rbf(
 
     Introduced in: Chapter 1 (Diffusion models as stochastic processes).
     """
-    x, y = _as_samples("x", x, "y", y)
-    max_samples = check_positive_int("max_samples", max_samples)
-    if max_samples < 2:
-        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
-    x = _subsample(x, max_samples, generator)
-    y = _subsample(y, max_samples, generator)
+    x, y = _prepare_pair(x, y, max_samples, generator)
     if bandwidth is None:
         h = _median_bandwidth(x, y)
     else:

@@ -57,21 +57,22 @@ def _digit_data():
     return load_digit_images(split="all")
 
 
+def _toy_recipe(description: str) -> _Recipe:
+    """The recipe shared by the 2-D toys: MLP denoiser, cosine schedule T=100, DDPM."""
+    return _Recipe(
+        description=description,
+        make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
+        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
+        sampler=dict(num_steps=None, eta=1.0),
+        train=dict(iterations=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
+    )
+
+
 _RECIPES = {
-    "toy-gmm": _Recipe(
-        description="2-D toy 'gmm' (c=0 ring of 8 Gaussians, c=1 3x3 grid); MLP, cosine T=100",
-        make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
-        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
-        sampler=dict(num_steps=None, eta=1.0),
-        train=dict(iterations=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
-    ),
-    "toy-shapes": _Recipe(
-        description="2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, cosine T=100",
-        make_network=lambda: MLPDenoiser(data_dim=2, num_timesteps=100, num_conditions=2),
-        make_schedule=lambda: NoiseSchedule.cosine(100, max_beta=0.8),
-        sampler=dict(num_steps=None, eta=1.0),
-        train=dict(iterations=4000, batch_size=512, lr=2e-3, ema_decay=0.995),
-    ),
+    "toy-gmm": _toy_recipe(
+        "2-D toy 'gmm' (c=0 ring of 8 Gaussians, c=1 3x3 grid); MLP, cosine T=100"),
+    "toy-shapes": _toy_recipe(
+        "2-D toy 'shapes' (c=0 two moons, c=1 two circles); MLP, cosine T=100"),
     "digits": _Recipe(
         description="sklearn 8x8 digits, c = digit class; U-Net, cosine T=100",
         make_network=lambda: UNetDenoiser(image_size=8, channels=1, num_timesteps=100,
