@@ -221,7 +221,7 @@ def test_a2_wrong_answers():
                                verbose=False)
     assert not res.passed and "gaussian_sampler_moments" in res.message
 
-    def rollout(aug, reward, n, generator, detach=False, kl_factor=0.5):
+    def rollout(aug, reward, n, generator, detach=False, kl_factor=0.5, scaled=True):
         x = torch.randn(n, 1, generator=generator)
         y = torch.zeros(n, dtype=torch.long)
         kl = torch.zeros(n)
@@ -232,7 +232,8 @@ def test_a2_wrong_answers():
                 continue
             a = aug.head(x, torch.full((n,), step.t), None, y)
             kl = kl + kl_factor * a.pow(2).sum(1)
-            x = step.mean + step.std * a + step.std * torch.randn(x.shape, generator=generator)
+            shift = step.std * a if scaled else a
+            x = step.mean + shift + step.std * torch.randn(x.shape, generator=generator)
             x = x.detach() if detach else x
         return x, reward(x)[:, 0] - kl
 
@@ -241,10 +242,44 @@ def test_a2_wrong_answers():
     assert not res.passed and "|a|^2 / 2" in res.message
     res = a2.check_rollout(lambda *args: rollout(*args, detach=True), verbose=False)
     assert 0 < res.points < 3 and "detach" in res.message
+    res = a2.check_rollout(lambda *args: rollout(*args, scaled=False), verbose=False)
+    assert res.points == 0 and "noise units" in res.message
     # an untrained model is called out as such
     *_, fresh = a2.make_problem()
     res = a2.check_trained(fresh, verbose=False)
     assert res.points == 0 and "did not move" in res.message
+
+
+def test_a1_reference_chain_is_the_library_chain():
+    """The check's reference (the library's run_chain) draws what sampler.sample draws."""
+    network, sampler, control, seed, c = a1._setup_q3(hidden=False)
+    x, kl = a1._reference_sample(network, sampler, control, 64, c, seed)
+    x_lib = sampler.sample(network, 64, c=c, control=control,
+                           generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(x, x_lib) and kl.shape == (64,) and bool((kl > 0).all())
+
+
+def test_a2_problem_is_seeded_without_touching_the_global_rng():
+    from ctrl_teach.ctrl import HeadAugmentedModel
+
+    state = torch.get_rng_state()
+    sampler, network, _, aug = a2.make_problem(seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)                 # what make_problem did before (issue 10)
+        want = HeadAugmentedModel(network, sampler, num_labels=1, width=64)
+    assert all(torch.equal(p, q) for p, q in zip(aug.parameters(), want.parameters()))
+
+
+def test_multiple_choice_checks_share_one_grader():
+    res = a4.check_answers({"shrinks_with_N": "Reward", "ctrl_minus_rejection": "fine-tuning",
+                            "cheaper_per_sample": " CTRL "}, verbose=False)
+    assert res.passed and res.message == "all three readings right"
+    res = a3.check_answers(["below"], verbose=False)
+    assert res.points == 0 and "must be a dict" in res.message
+    assert "below" not in res.message and "'diagram': ..." in res.message  # no answer leaked
+    assert "Introduced in: Chapter 5" in a3.check_answers.__doc__
+    assert "Introduced in: Chapter 8" in a4.check_answers.__doc__
 
 
 def test_a3_wrong_answers():
@@ -275,22 +310,27 @@ def test_a3_wrong_answers():
 
 
 def test_a4_wrong_answers():
-    from ctrl_teach.ctrl.references import rejection_sample_pretrained
+    from ctrl_teach.ctrl import rejection_sample_pretrained
 
     pre = a4.make_pretrained()
 
     def wrong_label(reward, n, seed):
-        return rejection_sample_pretrained(pre, reward, n, None, 0,
+        return rejection_sample_pretrained(pre, reward, n, c=None, y=0,
                                            generator=torch.Generator().manual_seed(seed))
 
     def no_rejection(reward, n, seed):
-        return pre.sample(n, None, generator=torch.Generator().manual_seed(seed))
+        return pre.sample(n, c=None, generator=torch.Generator().manual_seed(seed))
 
     res = a4.check_rejection(wrong_label, verbose=False)
     assert not res.passed and "y = 1" in res.message
     res = a4.check_rejection(no_rejection, verbose=False)
     assert not res.passed and "pre-trained" in res.message
+    res = a4.check_ctrl(no_rejection, verbose=False)       # pre-trained samples, mean ~0
+    assert res.points == 0 and "not much closer than the pre-trained" in res.message
+    res = a4.check_fit_reward(lambda n, seed: a4.LogisticReward(), verbose=False)
+    assert res.points == 0 and "same probabilities" in res.message
     res = a4.check_results({8: {}}, verbose=False)
     assert not res.passed and "keys" in res.message
     res = a4.check_answers({"shrinks_with_N": "finetuning"}, verbose=False)
     assert res.points == 0 and "missing" in res.message
+    assert a4.LogisticReward().num_labels == 2       # the reward contract CTRL reads

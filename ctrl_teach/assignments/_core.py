@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 __all__ = ["CheckResult", "CheckFailed", "Question", "run_check", "check_choices",
-           "choice_check", "close", "describe_error"]
+           "choice_check", "normalise_choice", "close", "describe_error"]
 
 
 class CheckFailed(Exception):
