@@ -7,6 +7,7 @@ Digits are exercised by a cheap metric check only (their experiments run in the 
 """
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -17,13 +18,24 @@ import torch
 matplotlib.use("Agg")
 
 from ctrl_teach.experiments import (  # noqa: E402
+    CountingNetwork,
+    CTRLFit,
+    Problem,
+    ProblemClassifierFit,
     digits_problem,
     evaluate_samples,
     experiment_config,
+    fit_ctrl,
+    fit_methods,
+    fit_problem_classifier,
     format_tables,
+    method_samplers,
     plot_all,
     reduced_config,
     run_all,
+    run_sampling_cost,
+    toy_problem,
+    two_attribute_toy,
     validate_results,
 )
 
@@ -181,3 +193,66 @@ def test_saved_tensor_bytes_tracks_live_graph():
     assert torch.allclose(w.grad, ref)          # hooks do not change the gradient
     _, cut = saved_tensor_bytes(lambda: chain(15))
     assert 0 < cut < full                      # the dropped part of the graph is released
+
+
+@pytest.fixture(scope="module")
+def toy_fit():
+    """Every method fitted on 200 toy points with the reduced budgets."""
+    settings = reduced_config()["toy"]
+    problem = toy_problem(settings=settings, pool_size=settings["pool_size"])
+    x, c, y = problem.labelled_dataset(200, seed=0)
+    state = torch.get_rng_state()
+    fitted = fit_methods(problem, x, c, y, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)   # the global RNG is left alone
+    return problem, fitted, (x, y)
+
+
+def test_fit_results_are_dataclasses(toy_fit):
+    problem, fitted, (x, y) = toy_fit
+    fit = fit_problem_classifier(problem, x, y, seed=0)
+    assert isinstance(fit, ProblemClassifierFit)
+    assert fit.metrics() == fitted.classifier_metrics            # same seed, same fit
+    assert fit.n_val == 40 and fit.temperature > 0 and 0 <= fit.val_accuracy <= 1
+    ctrl = fit_ctrl(problem, fit.reward, iterations=3, seed=0)
+    assert isinstance(ctrl, CTRLFit) and len(ctrl.history.J) == 3
+    assert ctrl.augmented.network is problem.network
+
+
+def test_warm_start_leaves_init_untouched(toy_fit):
+    problem, fitted, _ = toy_fit
+    before = copy.deepcopy(fitted.ctrl.head.state_dict())
+    warm = fit_ctrl(problem, fitted.classifier, gamma=2.0, iterations=3, seed=0,
+                    init=fitted.ctrl).augmented
+    assert warm is not fitted.ctrl and warm.head is not fitted.ctrl.head
+    assert warm.network is problem.network
+    for k, v in fitted.ctrl.head.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert not all(torch.equal(v, before[k]) for k, v in warm.head.state_dict().items())
+
+
+def test_counting_network_changes_no_sample(toy_fit):
+    problem, fitted, _ = toy_fit
+    counter = CountingNetwork(problem.network)
+    plain = method_samplers(problem, fitted, references=False)
+    counted = method_samplers(problem, fitted, network=counter, references=False)
+    for name in ("ctrl", "cg", "dps"):
+        counter.reset()
+        a = plain[name](50, c=0, y=1, generator=torch.Generator().manual_seed(3))
+        b = counted[name](50, c=0, y=1, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(a, b), name
+        assert counter.forward_count == 50 * problem.sampler.num_steps, name
+    assert fitted.ctrl.network is problem.network                # nothing was swapped
+    net = fitted.cfg_model.network
+    run_sampling_cost(problem, fitted, 20, c=0, y=1, progress=False)
+    assert fitted.cfg_model.network is net and not isinstance(net, CountingNetwork)
+
+
+def test_two_attribute_toy_is_a_new_problem():
+    settings = reduced_config()["toy"]
+    two = two_attribute_toy(settings=settings, pool_size=settings["pool_size"])
+    assert "attribute_prob" in {f.name for f in dataclasses.fields(Problem)}
+    assert two.name == "toy-gmm-2attr" and two.num_labels == 4
+    x = two.target(100, c=0, y=3, generator=torch.Generator().manual_seed(0))
+    p1, p2 = two.attribute_prob(x, 0), two.attribute_prob(x, 1)
+    assert torch.allclose(two.true_prob(x, 3), p1 * p2)
+    assert toy_problem(settings=settings, pool_size=100).attribute_prob is None

@@ -43,10 +43,14 @@ class Problem:
     """One conditioning problem shared by every method (see the module docstring).
 
     Attributes:
-        name: ``"toy-gmm"`` or ``"digits"``.
-        network, schedule, sampler: frozen pre-trained model and the sampler all methods use.
-        num_conditions, num_labels: sizes of ``c`` and of the new label ``y``.
-        pool_x, pool_c: the unlabelled offline pool labelled datasets are drawn from.
+        name: ``"toy-gmm"``, ``"toy-gmm-2attr"`` or ``"digits"``.
+        network: the frozen pre-trained eps-network.
+        schedule: its noise schedule.
+        sampler: the sampler all methods use.
+        num_conditions: number of pre-trained conditions ``c``.
+        num_labels: number of new labels ``y``.
+        pool_x: the unlabelled offline pool labelled datasets are drawn from.
+        pool_c: the conditions of the pool points.
         label: ``label(x, generator) -> (N,)`` labels drawn from the true rule.
         true_prob: ``true_prob(x, y) -> (N,)`` the true ``p(y | x)`` of requested labels.
         target: ``target(n, *, c, y, generator, part="eval") -> (n, ...)`` exact target
@@ -54,7 +58,8 @@ class Problem:
             disjoint from ``part="eval"`` (digits: the other half of the real digits; the
             toy has unlimited data), so a reference row is an independent exact sample.
         eval_pairs: the ``(c, y)`` pairs the metrics average over.
-        make_classifier, make_noisy_classifier: fresh clean / noise-conditioned classifiers.
+        make_classifier: a fresh clean classifier ``(x, c) -> (N, K)``.
+        make_noisy_classifier: a fresh noise-conditioned classifier ``(x_t, t, c) -> (N, K)``.
         clip_x0: clamp used by the sampler (and by DPS on ``x0_hat``).
         settings: training budgets of the methods (see :mod:`.config`).
         oracle: optional evaluation model of ``c`` (digits: the digit oracle).

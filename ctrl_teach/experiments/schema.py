@@ -50,7 +50,16 @@ def _check_rows(name, rows, where, errors):
 
 
 def validate_results(results: dict) -> dict:
-    """Check ``results`` against benchmarks/SCHEMA.md; return it, or raise ``ValueError``.
+    """Check ``results`` against benchmarks/SCHEMA.md.
+
+    Args:
+        results: a results dict (:func:`~.run.run_all`, or its JSON read back).
+
+    Returns:
+        ``results`` itself.
+
+    Raises:
+        ValueError: listing every missing key, wrong type or non-finite metric.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """

@@ -13,6 +13,16 @@ def _f(v, fmt=".3f"):
     return "-" if v is None else format(v, fmt)
 
 
+def _block(title: str, head: str, rows, line) -> str:
+    """A table: ``title``, the column ``head``, then ``line(row)`` per row (and a newline)."""
+    return "\n".join([title, head] + [line(row) for row in rows]) + "\n"
+
+
+def _per_problem(res: dict, title, head: str, line) -> str:
+    """One :func:`_block` per problem, titled ``title(problem, result)``."""
+    return "\n".join(_block(title(prob, r), head, r["rows"], line) for prob, r in res.items())
+
+
 def format_sample_efficiency(res: dict) -> str:
     """One block per problem: ED / accuracy / diversity per method and ``N``.
 
@@ -24,67 +34,60 @@ def format_sample_efficiency(res: dict) -> str:
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    lines = []
+    blocks = []
     for prob, r in res.items():
         digits = any("c_accuracy" in row for row in r["rows"])
         head = f"{'method':10} {'N':>5} {'ED':>8} {'acc':>6} {'div':>6}" + (
             f" {'c-acc':>6}" if digits else "") + f" {'fit s':>7}"
-        lines += [f"(a) sample efficiency: {prob}", head]
-        for row in r["references"] + r["rows"]:
-            lines.append(f"{row['method']:10} {row['size'] if row['n_labelled'] else '-':>5} "
-                         f"{row['ed']:8.4f} {row['accuracy']:6.3f} {row['diversity']:6.3f}" + (
-                             f" {_f(row.get('c_accuracy')):>6}" if digits else "") +
-                         f" {row['fit_seconds']:7.1f}")
-        lines.append("")
-    return "\n".join(lines)
+
+        def line(row, digits=digits):
+            return (f"{row['method']:10} {row['size'] if row['n_labelled'] else '-':>5} "
+                    f"{row['ed']:8.4f} {row['accuracy']:6.3f} {row['diversity']:6.3f}"
+                    + (f" {_f(row.get('c_accuracy')):>6}" if digits else "")
+                    + f" {row['fit_seconds']:7.1f}")
+
+        blocks.append(_block(f"(a) sample efficiency: {prob}", head,
+                             r["references"] + r["rows"], line))
+    return "\n".join(blocks)
 
 
 def format_dataset_construction(res: dict) -> str:
     """Budget, method, data layout, ED and accuracies.
 
     Args:
-        res: the ``dataset_construction`` part of the results.
+        res: the ``dataset_construction`` part of the results (what
+            :func:`~.dataset_construction.run_dataset_construction` returns).
 
     Returns:
-        The table as text.
+        The table as text, one line per (budget, method, data layout).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    lines = [f"(b) dataset construction: {res['problem']} (two attributes, equal label budget)",
-             f"{'budget':>6} {'method':6} {'data':9} {'points':>6} {'ED':>8} {'acc':>6} "
-             f"{'acc1':>6} {'acc2':>6}"]
-    for r in res["rows"]:
-        lines.append(f"{r['budget']:>6} {r['method']:6} {r['data']:9} {r['labelled_points']:>6} "
-                     f"{r['ed']:8.4f} {r['accuracy']:6.3f} {r['accuracy_attr1']:6.3f} "
-                     f"{r['accuracy_attr2']:6.3f}")
-    return "\n".join(lines) + "\n"
+    return _block(
+        f"(b) dataset construction: {res['problem']} (two attributes, equal label budget)",
+        f"{'budget':>6} {'method':6} {'data':9} {'points':>6} {'ED':>8} {'acc':>6} "
+        f"{'acc1':>6} {'acc2':>6}", res["rows"],
+        lambda r: f"{r['budget']:>6} {r['method']:6} {r['data']:9} {r['labelled_points']:>6} "
+                  f"{r['ed']:8.4f} {r['accuracy']:6.3f} {r['accuracy_attr1']:6.3f} "
+                  f"{r['accuracy_attr2']:6.3f}")
 
 
 def format_strength(res: dict) -> str:
     """Method, knob value, ED, accuracy, diversity.
 
     Args:
-        res: the ``strength`` part of the results.
+        res: the ``strength`` part of the results (:func:`~.strength.run_strength_sweep`).
 
     Returns:
-        The table as text.
+        The table as text, one line per (method, knob value).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    lines = [f"(c) strength sweeps: {res['problem']} (N = {res['n_labelled']})",
-             f"{'method':6} {'knob':>6} {'value':>6} {'ED':>8} {'acc':>6} {'div':>6}"]
-    for r in res["rows"]:
-        lines.append(f"{r['method']:6} {r['knob']:>6} {r['value']:6.2f} {r['ed']:8.4f} "
-                     f"{r['accuracy']:6.3f} {r['diversity']:6.3f}")
-    return "\n".join(lines) + "\n"
-
-
-def _per_problem(res: dict, title, head: str, line) -> str:
-    """One block per problem: ``title(problem, result)``, ``head``, ``line(row)`` per row."""
-    lines = []
-    for prob, r in res.items():
-        lines += [title(prob, r), head] + [line(row) for row in r["rows"]] + [""]
-    return "\n".join(lines)
+    return _block(
+        f"(c) strength sweeps: {res['problem']} (N = {res['n_labelled']})",
+        f"{'method':6} {'knob':>6} {'value':>6} {'ED':>8} {'acc':>6} {'div':>6}", res["rows"],
+        lambda r: f"{r['method']:6} {r['knob']:>6} {r['value']:6.2f} {r['ed']:8.4f} "
+                  f"{r['accuracy']:6.3f} {r['diversity']:6.3f}")
 
 
 def format_sampling_cost(res: dict) -> str:
@@ -94,7 +97,7 @@ def format_sampling_cost(res: dict) -> str:
         res: the ``sampling_cost`` part of the results (keyed by problem).
 
     Returns:
-        The table as text.
+        The table as text, one block per problem, one line per method.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -118,7 +121,8 @@ def format_finetune_cost(res: dict) -> str:
         res: the ``finetune_cost`` part of the results (keyed by problem).
 
     Returns:
-        The table as text.
+        The table as text, one block per problem, one line per (``K``, gradient mode); the
+        mode of a truncated row shows its number of differentiated steps.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
