@@ -34,3 +34,35 @@ def test_bad_arguments_name_them():
         condition_pretrained(MLPDenoiser(2, 10, 0), torch.nn.Identity(), variant="ppo")
     with pytest.raises(ValueError, match="pretrained"):
         condition_pretrained("toy-gmm", torch.nn.Identity())
+
+
+def test_result_carries_the_certificate_and_warns_when_far_from_the_optimum():
+    from ctrl_teach.ctrl import CertificateWarning, ProbitClassifier
+    from ctrl_teach.diffusion import DiffusionSampler
+    from ctrl_teach.pretrained import load_pretrained
+
+    pre = load_pretrained("toy-gmm")
+    sampler = DiffusionSampler(pre.schedule, num_steps=5, eta=1.0, clip_x0=3.0)
+    reward = ProbitClassifier([3.0, 0.0])                 # sharp: far from optimal at init
+    with pytest.warns(CertificateWarning, match=r"certificate gap alpha log Z - J = \d"):
+        model = condition_pretrained(pre, reward, sampler=sampler, iterations=2,
+                                     batch_size=16, progress=False)
+    cert = model.certificate
+    assert {(p["c"], p["y"]) for p in cert.pairs} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert cert.gap == max(p["gap"] for p in cert.pairs) and cert.gap > 0.05
+    assert not cert.converged and cert.iterations == 2
+
+
+def test_certificate_driven_budget_stops_by_itself():
+    from ctrl_teach.ctrl import ProbitClassifier
+    from ctrl_teach.diffusion import DiffusionSampler
+    from ctrl_teach.pretrained import load_pretrained
+
+    pre = load_pretrained("toy-gmm")
+    sampler = DiffusionSampler(pre.schedule, num_steps=5, eta=1.0, clip_x0=3.0)
+    model = condition_pretrained(pre, ProbitClassifier([1.0, 0.0]), sampler=sampler,
+                                 check_every=20, max_iterations=400, batch_size=64,
+                                 progress=False)
+    checks = model.certificate.history
+    assert len(model.history.J) == checks[-1][0] <= 400
+    assert checks[-1][1] < checks[0][1]                   # the gap fell while it trained

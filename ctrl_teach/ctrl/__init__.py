@@ -24,6 +24,7 @@ from .calibration import (
     train_calibrated_classifier,
     train_classifier,
 )
+from .convergence import Certificate, CertificateMonitor, CertificateWarning
 from .finetune import FinetuneHistory, Rollout, finetune, rollout, sample
 from .images import DigitReward, digit_sampler, evaluate_digits, fit_digit_reward
 from .known_rewards import GaussianLikelihood, ProbitClassifier
@@ -35,6 +36,7 @@ from .references import (
     probit_log_partition,
 )
 from .rewards import CNNClassifier, MLPClassifier, MultiTaskReward, TemperatureScaled
+from .step_floor import GaussianStepFloor, gaussian_optimal_step, gaussian_step_floor
 from .value import (
     gaussian_chain_to_data,
     gaussian_optimal_control,
@@ -60,7 +62,10 @@ __all__ = [
     # the soft value and the optimal control (Chapter 4)
     "monte_carlo_value", "optimal_control", "gaussian_chain_to_data", "gaussian_value",
     "gaussian_optimal_control",
+    # what a Gaussian step can represent (Chapter 4)
+    "GaussianStepFloor", "gaussian_optimal_step", "gaussian_step_floor",
     # digits (Chapter 7) and the workflow (Chapter 5)
     "DigitReward", "digit_sampler", "evaluate_digits", "fit_digit_reward",
     "ConditionedModel", "pretrain_on_points", "fit_classifier", "condition_pretrained",
+    "Certificate", "CertificateMonitor", "CertificateWarning",
 ]

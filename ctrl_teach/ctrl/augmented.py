@@ -1,9 +1,15 @@
 """The augmented model: frozen pre-trained network + zero-initialised ``y``-conditioning.
 
 Both variants share one interface, ``augmented.step(x_t, i, c, y) -> (step, a)``: the
-fine-tuned Gaussian step ``N(mean_pre(x_t) + sigma_t a, sigma_t^2 I)`` and the control ``a``
-in units of the step's noise, so ``KL_t = |a|^2 / 2`` exactly. The final noise-free step
-(``sigma = 0``) is never controlled: ``a = 0`` there and the pre-trained mean is used.
+fine-tuned Gaussian step ``N(mean_pre(x_t) + sigma_t a, sigma_t^2 diag(s^2))`` and the control
+``a`` in units of the step's noise. With the pre-trained variance (``s = 1``, the default,
+"mean-only") the step's KL is ``|a|^2 / 2``; a variance-aware model (``variance=True``) also
+learns ``log s`` (``step.log_scale``, zero at initialisation) and pays
+``sum_i [(s_i^2 + a_i^2 - 1) / 2 - log s_i]`` (:func:`control_kl`). The soft-optimal discrete
+step is narrower than the pre-trained one, so a mean-only policy has a floor that shrinks only
+with the step size (Chapter 4, "What a Gaussian step can represent"). The final noise-free step
+(``sigma = 0``) is never controlled: its KL price would be infinite, so ``a = 0`` there and the
+pre-trained mean is used.
 
 * :class:`HeadAugmentedModel`: ``a = ControlHead(x_t, t, c, y)`` with a zero last layer.
 * :class:`LoRAAugmentedModel`: the paper's variant, a zero label embedding added to the time
@@ -24,7 +30,34 @@ from .._checks import check_eps_network, check_labels, check_positive_int
 from ..diffusion import DiffusionSampler, GaussianStep, time_embedding
 
 __all__ = ["ControlHead", "AugmentedModel", "HeadAugmentedModel", "LoRALinear", "LoRAConv2d",
-           "LoRAAugmentedModel", "pair_index"]
+           "LoRAAugmentedModel", "pair_index", "control_kl"]
+
+
+def control_kl(a: torch.Tensor, log_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact KL of a fine-tuned step to the pre-trained one, in noise units, per row.
+
+    ``KL(N(mu + sigma a, sigma^2 diag(s^2)) || N(mu, sigma^2 I)) =
+    sum_i [(s_i^2 + a_i^2 - 1) / 2 - log s_i]``, which is ``|a|^2 / 2`` for ``s = 1`` (the
+    book's eq. ``eq-step-kl``).
+
+    Args:
+        a: ``(N, ...)`` the control (mean shift in units of ``sigma``).
+        log_scale: ``None`` (``s = 1``) or ``(N, ...)`` ``log s``.
+
+    Returns:
+        ``(N,)`` KL values.
+
+    Introduced in: Chapter 3 (Control as reinforcement learning).
+    """
+    if log_scale is None:
+        return 0.5 * a.flatten(1).pow(2).sum(1)
+    kl = 0.5 * ((2 * log_scale).exp() + a.pow(2) - 1) - log_scale
+    return kl.flatten(1).sum(1)
+
+
+def _bounded(h: torch.Tensor, bound: float | None) -> torch.Tensor:
+    """``bound tanh(h / bound)``: a soft bound that is the identity near 0."""
+    return h if bound is None else bound * torch.tanh(h / bound)
 
 
 def pair_index(c, y, num_labels: int, num_conditions: int):
@@ -63,16 +96,23 @@ class ControlHead(nn.Module):
             back into ever larger controls (KL in the thousands); the bound prevents it.
         input_copies: the input holds this many tensors of ``data_shape`` stacked along the
             channel (image) or feature (flat) axis, e.g. 2 for ``[x_t, x0_hat]``.
-    Returns (forward): ``(N, *data_shape)`` control in noise units.
+        variance: also output ``log s`` (the log factor on the step's std), bounded by
+            ``max_log_scale tanh(h / max_log_scale)``; its last layer is zero too.
+        max_log_scale: the soft bound of ``|log s|`` (2: ``s`` in about ``[0.14, 7.4]``).
+    Returns (forward): ``(N, *data_shape)`` control in noise units, or ``(a, log_s)`` with
+    ``variance=True``.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
     def __init__(self, data_shape, num_timesteps: int, num_conditions: int, num_labels: int,
                  width: int = 128, emb_dim: int = 32, max_control: float | None = 5.0,
-                 input_copies: int = 1):
+                 input_copies: int = 1, variance: bool = False, max_log_scale: float = 2.0):
         super().__init__()
         self.max_control = max_control
+        self.variance = bool(variance)
+        self.max_log_scale = float(max_log_scale)
+        outputs = 2 if self.variance else 1
         self.data_shape = tuple(data_shape)
         self.num_timesteps = check_positive_int("num_timesteps", num_timesteps)
         self.num_conditions = int(num_conditions)
@@ -86,12 +126,12 @@ class ControlHead(nn.Module):
             self.emb = nn.Linear(2 * emb_dim, width)
             self.inp = nn.Conv2d(copies * ch, width, 3, padding=1)
             self.mid = nn.Conv2d(width, width, 3, padding=1)
-            self.out = nn.Conv2d(width, ch, 3, padding=1)
+            self.out = nn.Conv2d(width, outputs * ch, 3, padding=1)
         else:
             d = math.prod(self.data_shape)
             self.net = nn.Sequential(nn.Linear(copies * d + 2 * emb_dim, width), nn.SiLU(),
                                      nn.Linear(width, width), nn.SiLU())
-            self.out = nn.Linear(width, d)
+            self.out = nn.Linear(width, outputs * d)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -101,13 +141,16 @@ class ControlHead(nn.Module):
         emb = torch.cat([temb, self.label(idx)], dim=1)
         if self.image:
             h = nn.functional.silu(self.inp(x) + self.emb(emb)[:, :, None, None])
-            a = self.out(nn.functional.silu(self.mid(h)))
+            out = self.out(nn.functional.silu(self.mid(h)))
+            parts = out.chunk(2, dim=1) if self.variance else (out,)
         else:
-            a = self.out(self.net(torch.cat([x.flatten(1), emb], dim=1)))
-            a = a.view(x.shape[0], *self.data_shape)
-        if self.max_control is not None:
-            a = self.max_control * torch.tanh(a / self.max_control)
-        return a
+            out = self.out(self.net(torch.cat([x.flatten(1), emb], dim=1)))
+            parts = out.chunk(2, dim=1) if self.variance else (out,)
+            parts = tuple(p.reshape(x.shape[0], *self.data_shape) for p in parts)
+        a = _bounded(parts[0], self.max_control)
+        if not self.variance:
+            return a
+        return a, _bounded(parts[1], self.max_log_scale)
 
 
 class AugmentedModel(nn.Module):
@@ -165,7 +208,11 @@ class AugmentedModel(nn.Module):
         return self.sampler.step(self.network, x_t, i, c)
 
     def step(self, x_t, i: int, c, y) -> tuple[GaussianStep, torch.Tensor]:
-        """Fine-tuned step ``N(mean_pre + sigma a, sigma^2)`` and control ``a`` (eq. KL_t)."""
+        """Fine-tuned step ``N(mean_pre + sigma a, sigma^2 diag(s^2))`` and control ``a``.
+
+        ``step.log_scale`` is ``log s`` (``None`` for a mean-only model); the step's KL is
+        :func:`control_kl` ``(a, step.log_scale)``.
+        """
         raise NotImplementedError
 
     def trainable_parameters(self):
@@ -186,24 +233,30 @@ class HeadAugmentedModel(AugmentedModel):
             sample) instead of ``x_t`` alone. The reward reads ``x_0``, so on images this
             feature makes the control much easier to learn (Chapter 7); a custom ``head`` must
             then accept two stacked copies of the data shape.
+        variance: also learn the step's std factor ``s`` (variance-aware class): the head
+            outputs ``(a, log s)``, both zero at initialisation.
+        head_kwargs: passed to :class:`ControlHead` (``width``, ``max_control``, ...).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
     def __init__(self, network, sampler, num_labels: int, head: nn.Module | None = None,
-                 learn_initial: bool = False, x0_input: bool = False, **head_kwargs):
+                 learn_initial: bool = False, x0_input: bool = False, variance: bool = False,
+                 **head_kwargs):
         super().__init__(network, sampler, num_labels, learn_initial)
         self.x0_input = bool(x0_input)
+        self.variance = bool(variance)
         self.head = head if head is not None else ControlHead(
             self.data_shape, sampler.schedule.T, self.num_conditions, num_labels,
-            input_copies=2 if self.x0_input else 1, **head_kwargs)
+            input_copies=2 if self.x0_input else 1, variance=self.variance, **head_kwargs)
 
     def step(self, x_t, i, c, y):
         step = self.pretrained_step(x_t, i, c)
         if step.std == 0:
             return step, torch.zeros_like(x_t)
         t = torch.full((x_t.shape[0],), step.t, dtype=torch.long, device=x_t.device)
-        a = self.head(torch.cat([x_t, step.x0_hat], 1) if self.x0_input else x_t, t, c, y)
+        out = self.head(torch.cat([x_t, step.x0_hat], 1) if self.x0_input else x_t, t, c, y)
+        a, step.log_scale = out if self.variance else (out, None)
         step.mean = step.mean + step.std * a
         return step, a
 
@@ -270,13 +323,24 @@ class LoRAAugmentedModel(AugmentedModel):
         rank: LoRA rank ``r``.
         conv: also adapt every ``nn.Conv2d``.
         learn_initial: also learn a tilted initial law.
+        variance: also learn ``log s`` per step, ``(c, y)`` pair and coordinate (a
+            zero-initialised table, bounded by ``max_log_scale tanh(. / max_log_scale)``; the
+            adapted network only predicts the noise, so ``s`` does not depend on ``x_t``).
+        max_log_scale: the soft bound of ``|log s|``.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
     def __init__(self, network, sampler, num_labels: int, rank: int = 4, conv: bool = False,
-                 learn_initial: bool = False):
+                 learn_initial: bool = False, variance: bool = False,
+                 max_log_scale: float = 2.0):
         super().__init__(network, sampler, num_labels, learn_initial)
+        self.variance, self.max_log_scale = bool(variance), float(max_log_scale)
+        self.log_scale = None
+        if self.variance:
+            rows = (self.num_conditions + 1) * num_labels
+            self.log_scale = nn.Parameter(torch.zeros(sampler.num_steps, rows,
+                                                      *self.data_shape))
         if not hasattr(network, "emb_dim"):
             raise ValueError("network must be an EpsilonNetwork (with emb_dim / extra_emb)")
         self.adapted = copy.deepcopy(network)
@@ -293,4 +357,6 @@ class LoRAAugmentedModel(AugmentedModel):
         t = torch.full((x_t.shape[0],), pre.t, dtype=torch.long, device=x_t.device)
         eps = self.adapted(x_t, t, c, extra_emb=self.label(idx))
         step = self.sampler.step_from_eps(x_t, eps, i)
+        if self.variance:
+            step.log_scale = _bounded(self.log_scale[i][idx], self.max_log_scale)
         return step, (step.mean - pre.mean) / step.std

@@ -2,7 +2,7 @@
 
 Objective (Chapter 3), per trajectory with ``(c, y)`` drawn uniformly::
 
-    J = E[ gamma log p(y | x_0, c) ] - alpha E[ sum_t KL_t ],   KL_t = |a_t|^2 / 2,
+    J = E[ gamma log p(y | x_0, c) ] - alpha E[ sum_t KL_t ],   KL_t = control_kl(a_t, log s_t),
 
 maximised with Adam through the reparameterised chain ``x_{t'} = mean_t + sigma_t z``.
 
@@ -29,7 +29,7 @@ from .._checks import check_choice, check_nonnegative_int, check_positive_float,
 from ..diffusion import model_device
 from ..profiles import gaussian_noise
 from ..target import check_reward, num_reward_labels, reward_log_prob
-from .augmented import AugmentedModel
+from .augmented import AugmentedModel, control_kl
 
 __all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels"]
 
@@ -69,6 +69,13 @@ class FinetuneHistory:
     kl_init: list = field(default_factory=list)
     grad_norm: list = field(default_factory=list)
     wall_time: float = 0.0
+
+    def extend(self, other: FinetuneHistory) -> FinetuneHistory:
+        """This history followed by ``other`` (a second phase of fine-tuning)."""
+        merged = FinetuneHistory(wall_time=self.wall_time + other.wall_time)
+        for name in ("J", "log_reward", "kl", "kl_per_step", "kl_init", "grad_norm"):
+            setattr(merged, name, getattr(self, name) + getattr(other, name))
+        return merged
 
 
 def draw_labels(augmented: AugmentedModel, n: int, generator=None):
@@ -126,7 +133,7 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
 
     def step_fn(x_t, i):
         step, a = augmented.step(x_t, i, c, y)
-        return step, 0.5 * a.flatten(1).pow(2).sum(1)          # KL_t = |a_t|^2 / 2
+        return step, control_kl(a, step.log_scale)   # KL_t = sum (s^2 + a^2 - 1)/2 - log s
 
     def wrap(i, one_step, x_t):
         if gradient == "truncated" and i < K - truncate_steps:
@@ -146,7 +153,7 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
              batch_size: int = 256, lr: float = 1e-3, warmup: int = 20,
              clip_grad: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
              gradient: str = "full", truncate_steps: int = 10, seed: int = 0,
-             lr_decay: float = 0.1, progress: bool = False) -> FinetuneHistory:
+             lr_decay: float = 0.1, progress: bool = False, callback=None) -> FinetuneHistory:
     """Maximise ``J`` (eq. ``eq-ctrl-objective``) over the augmented model's trainable
     parameters with Adam, back-propagating through the sampler (CTRL, Zhao et al. 2025,
     Alg. 1 with the reparameterised chain).
@@ -166,6 +173,9 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         seed: seeds a local generator for the labels and the noise.
         lr_decay: final learning rate as a fraction of ``lr`` (linear decay after warm-up).
         progress: show a tqdm bar.
+        callback: optional ``callback(k, history) -> bool`` called after iteration ``k``
+            (1-based); returning ``True`` stops fine-tuning early (e.g. when a certificate
+            has stopped improving, see :func:`~ctrl_teach.ctrl.condition_pretrained`).
 
     Returns:
         A :class:`FinetuneHistory` (J, E log p, KL, KL per step, grad norms, time).
@@ -200,7 +210,7 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         it = tqdm(it, desc="CTRL fine-tuning", leave=False)
     start = time.perf_counter()
     augmented.train()
-    for _ in it:
+    for k in it:
         c, y = draw_labels(augmented, batch_size, gen)
         out = rollout(augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha,
                       gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
@@ -219,6 +229,12 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         hist.grad_norm.append(float(norm))
         if progress:
             it.set_postfix(J=f"{hist.J[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}")
+        if callback is not None:
+            augmented.eval()
+            stop = callback(k + 1, hist)
+            augmented.train()
+            if stop:
+                break
     augmented.eval()
     hist.wall_time = time.perf_counter() - start
     return hist

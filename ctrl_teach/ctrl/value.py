@@ -341,7 +341,7 @@ def gaussian_optimal_control(x, sampler, data_mean, data_var, reward, step_index
     * ``exact_step=True``: the mean of the exact tilted step ``N(mu, sigma^2) exp(v_t'/alpha)``
       (Gaussian conditioning), in noise units: the first-order control times
       ``s2 / (s2 + sigma^2 A'^2 |w|^2)``. (The exact step also has a smaller variance along
-      ``w``; a mean-shift policy cannot represent that.)
+      ``w``; a mean-only policy cannot represent that, see :mod:`.step_floor`.)
 
     The last, noise-free step (``sigma = 0``) gets 0.
 

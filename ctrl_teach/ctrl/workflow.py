@@ -23,11 +23,15 @@ from ..profiles import seeded_init
 from ..target import check_reward, num_reward_labels
 from .augmented import AugmentedModel, HeadAugmentedModel, LoRAAugmentedModel
 from .calibration import RewardFit, train_calibrated_classifier
+from .convergence import Certificate, CertificateMonitor, warn_if_not_converged
 from .finetune import FinetuneHistory, finetune, sample
 from .references import evaluate_against_target
 from .rewards import CNNClassifier, MLPClassifier
 
 __all__ = ["ConditionedModel", "pretrain_on_points", "fit_classifier", "condition_pretrained"]
+
+# The policy class condition_pretrained fine-tunes by default (see ctrl_benchmark.py).
+VARIANCE_DEFAULT = True
 
 
 @dataclass
@@ -39,6 +43,9 @@ class ConditionedModel:
         reward_model: the reward it was fine-tuned on.
         history: the :class:`~ctrl_teach.ctrl.FinetuneHistory`.
         alpha: the KL weight.
+        certificate: the final :class:`~ctrl_teach.ctrl.Certificate` (the gap
+            ``alpha log Z - J`` of every ``(c, y)`` pair, its standard error, whether it is
+            below the threshold), or ``None`` when not measured.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -47,6 +54,7 @@ class ConditionedModel:
     reward_model: nn.Module
     history: FinetuneHistory
     alpha: float
+    certificate: Certificate | None = None
 
     def sample(self, n: int, *, c=None, y, generator=None) -> torch.Tensor:
         """``n`` samples for ``(c, y)`` (ints or ``(n,)`` tensors, mixed pairs allowed)."""
@@ -146,14 +154,27 @@ def fit_classifier(x: torch.Tensor, y, *, c=None, num_labels: int | None = None,
 
 def condition_pretrained(pretrained, reward_model: nn.Module, *,
                          sampler: DiffusionSampler | None = None, variant: str = "head",
-                         alpha: float = 1.0, gamma: float = 1.0, iterations: int = 400,
+                         variance: bool = VARIANCE_DEFAULT, alpha: float = 1.0,
+                         gamma: float = 1.0, iterations: int | None = None,
+                         max_iterations: int = 2000, check_every: int = 100,
+                         gap_threshold: float = 0.05, certify: bool = True,
                          batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                          progress: bool = True, **finetune_kwargs) -> ConditionedModel:
     """CTRL: augment ``pretrained`` with zero-initialised ``y``-conditioning and fine-tune it.
 
     Maximises ``J = E[gamma log p(y | x_0, c)] - alpha sum_t KL_t`` (eq.
-    ``eq-ctrl-objective``); at ``alpha = gamma = 1`` its optimum samples
-    ``p(x | c, y) ∝ p(y | x, c) p_pre(x | c)`` (Theorem ``thm-soft-optimal``).
+    ``eq-ctrl-objective``); at ``alpha = gamma = 1`` the optimum of the KL-regularised
+    objective samples ``p(x | c, y) ∝ p(y | x, c) p_pre(x | c)`` (Theorem
+    ``thm-soft-optimal``), and the certificate ``alpha log Z - J`` says how far the fine-tuned
+    model still is from it.
+
+    Budget: with ``iterations=None`` (the default) it fine-tunes at a constant learning rate
+    until the largest certificate gap over the ``(c, y)`` pairs, measured every
+    ``check_every`` iterations, has not improved by 0.01 nats for three checks (or falls below
+    0.01), within ``max_iterations``, then anneals the learning rate for a fifth as many
+    iterations. The result carries the
+    final certificate; when its gap exceeds ``gap_threshold`` (beyond two standard errors) a
+    :class:`~ctrl_teach.ctrl.CertificateWarning` says so, with the number and what to try.
 
     Args:
         pretrained: a :class:`~ctrl_teach.pretrained.PretrainedDiffusion`, or your own
@@ -162,9 +183,16 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
             ``fit_classifier(...).reward``).
         sampler: the sampler to fine-tune (default: the pre-trained model's own).
         variant: ``"head"`` (control in noise units) or ``"lora"`` (the paper's variant).
+        variance: learn the step's variance too (the variance-aware class; a mean-only step
+            has a floor that only finer steps shrink, see
+            :func:`~ctrl_teach.ctrl.gaussian_step_floor`).
         alpha: KL weight.
         gamma: reward weight.
-        iterations: Adam iterations.
+        iterations: a fixed budget of Adam iterations, or ``None`` to stop on the certificate.
+        max_iterations: the cap of the certificate-driven budget.
+        check_every: iterations between certificate checks.
+        gap_threshold: the gap (nats) above which the result warns.
+        certify: measure the final certificate (costs a few hundred rollouts per pair).
         batch_size: trajectories per iteration.
         lr: peak learning rate.
         seed: seeds the new parameters and fine-tuning (the caller's RNG is untouched).
@@ -172,7 +200,7 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
         finetune_kwargs: passed to :func:`~ctrl_teach.ctrl.finetune`.
 
     Returns:
-        A :class:`ConditionedModel`.
+        A :class:`ConditionedModel` with its ``certificate``.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -192,9 +220,38 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     cls = HeadAugmentedModel if variant == "head" else LoRAAugmentedModel
     device = model_device(network)       # the new parameters and the reward live with it
     with seeded_init(seed):
-        augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model)).to(device)
+        augmented = cls(network, sampler, num_labels=num_reward_labels(reward_model),
+                        variance=variance).to(device)
     reward_model = reward_model.to(device)
-    history = finetune(augmented, reward_model, iterations=iterations, batch_size=batch_size,
-                       lr=lr, alpha=alpha, gamma=gamma, seed=seed, progress=progress,
-                       **finetune_kwargs)
-    return ConditionedModel(augmented, reward_model, history, alpha)
+    monitor = None
+    if certify or iterations is None:
+        monitor = CertificateMonitor(augmented, reward_model, alpha=alpha, gamma=gamma,
+                                     seed=seed)
+    common = dict(batch_size=batch_size, lr=lr, alpha=alpha, gamma=gamma, progress=progress,
+                  **finetune_kwargs)
+    if iterations is None:
+        # constant learning rate until the certificate stops improving, then a short anneal
+        # (a fifth of the iterations so far, learning rate decaying to a tenth)
+        history = finetune(augmented, reward_model, iterations=max_iterations, seed=seed,
+                           lr_decay=1.0, callback=monitor.stopping_rule(check_every=check_every),
+                           **common)
+        anneal = finetune(augmented, reward_model, iterations=max(check_every,
+                                                                  len(history.J) // 5),
+                          seed=seed + 1, warmup=0, **common)
+        history = history.extend(anneal)
+    else:
+        history = finetune(augmented, reward_model, iterations=iterations, seed=seed, **common)
+    certificate = None
+    if monitor is not None:
+        certificate = warn_if_not_converged(monitor.measure(len(history.J)), gap_threshold,
+                                            _hints(variance, sampler))
+    return ConditionedModel(augmented, reward_model, history, alpha, certificate)
+
+
+def _hints(variance: bool, sampler: DiffusionSampler) -> str:
+    """What to try when the certificate has not closed."""
+    tips = [] if variance else ["variance=True (a step that also learns its variance)"]
+    tips.append(f"a sampler with more than {sampler.num_steps} steps")
+    tips.append("learn_initial=True (when the schedule keeps signal at T)")
+    tips.append("a larger max_iterations")
+    return "Try " + ", ".join(tips) + "."

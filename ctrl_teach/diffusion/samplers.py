@@ -37,11 +37,13 @@ __all__ = ["GaussianStep", "ChainResult", "DiffusionSampler", "gaussian_kl", "mo
 
 @dataclass
 class GaussianStep:
-    """One reverse step ``N(mean, std^2 I)`` from step ``t`` to ``t_prev``.
+    """One reverse step ``N(mean, std^2 diag(s^2))`` from step ``t`` to ``t_prev``.
 
     Attributes:
         mean: ``(B, ...)`` the step mean ``mu_t(x_t)``.
         std: the scalar step std ``sigma_t`` (0 for the final step or for DDIM with eta=0).
+        log_scale: ``None`` (the pre-trained variance, ``s = 1``) or ``(B, ...)`` the log of a
+            per-coordinate factor ``s`` on the std, set by a variance-aware fine-tuned step.
         t: the integer step of ``x_t``.
         t_prev: the integer step it goes to.
         eps: the noise prediction used.
@@ -56,9 +58,10 @@ class GaussianStep:
     t_prev: int
     eps: torch.Tensor
     x0_hat: torch.Tensor
+    log_scale: torch.Tensor | None = None
 
     def sample(self, generator: torch.Generator | None = None, noise=None) -> torch.Tensor:
-        """Reparameterised draw ``x_{t'} = mean + std * z`` with ``z ~ N(0, I)``.
+        """Reparameterised draw ``x_{t'} = mean + std * s * z`` with ``z ~ N(0, I)``.
 
         Args:
             generator: a ``torch.Generator`` for ``z`` (ignored when ``noise`` is given).
@@ -68,6 +71,8 @@ class GaussianStep:
             return self.mean
         if noise is None:
             noise = gaussian_noise(self.mean.shape, generator, self.mean.device, self.mean.dtype)
+        if self.log_scale is not None:
+            noise = self.log_scale.exp() * noise
         return self.mean + self.std * noise
 
 

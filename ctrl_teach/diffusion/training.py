@@ -112,7 +112,7 @@ def train_denoiser(
     """
     import time
 
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if not isinstance(model, EpsilonNetwork):
         raise ValueError(f"model must be an EpsilonNetwork, got {type(model).__name__}")
