@@ -203,6 +203,7 @@ def _calls():
             digits], state
 
 
+@pytest.mark.filterwarnings("ignore::ctrl_teach.ctrl.CertificateWarning")
 def test_library_calls_leave_the_global_rng_alone():
     from ctrl_teach.baselines import LabelConditionedDenoiser
 
