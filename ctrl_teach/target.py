@@ -102,6 +102,8 @@ def reward_log_prob(reward_model: nn.Module, x: torch.Tensor, *, c=None, y) -> t
     n = x.shape[0]
     c = broadcast_labels("c", c, n, x.device)
     if hasattr(reward_model, "log_likelihood"):
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.long, device=x.device)   # one flat label
         return reward_model.log_likelihood(x, c, y)
     y = broadcast_labels("y", y, n, x.device, num_reward_labels(reward_model))
     logp = reward_model(x, c)
