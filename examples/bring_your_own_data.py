@@ -15,9 +15,13 @@ import math
 
 import torch
 
-from ctrl_teach import pick
-from ctrl_teach.ctrl import condition_pretrained, fit_classifier, pretrain_on_points
-from ctrl_teach.diffusion import DiffusionSampler
+from ctrl_teach import (
+    DiffusionSampler,
+    condition_pretrained,
+    fit_classifier,
+    pick,
+    pretrain_on_points,
+)
 
 
 def make_spirals(n: int, generator: torch.Generator):
@@ -37,32 +41,31 @@ def make_labels(x: torch.Tensor, generator: torch.Generator, noise: float = 0.1)
 
 
 def main(pretrain_iterations=None, iterations=None, num_labelled=2000, seed=0) -> dict:
-    """Pre-train on the spirals, learn p(y | x) from labelled points, run CTRL, report.
+    """The three calls, then the exact-target report for every (c, y).
 
     Args:
-        pretrain_iterations: Adam iterations of the pre-training (default: profile's choice).
-        iterations: CTRL fine-tuning iterations (default: profile's choice).
-        num_labelled: size of the offline labelled dataset.
-        seed: seeds the data, the pre-training, the classifier and the fine-tuning.
+        pretrain_iterations: budget of the pre-training on your points.
+        iterations: fixed fine-tuning budget, or ``None`` to let the certificate decide.
+        num_labelled: offline labelled points.
+        seed: seeds the data.
 
     Returns:
-        ``{"c=.., y=..": report}`` with the report of ``ConditionedModel.evaluate`` per pair.
+        ``{"c=.., y=..": report}`` with the certificate gap, energy distances and confidences.
     """
     gen = torch.Generator().manual_seed(seed)
     x, c = make_spirals(20_000, gen)
     pre = pretrain_on_points(x, c=c, iterations=pretrain_iterations or pick(1500, 6000),
-                             seed=seed, progress=False)
+                             progress=False)
     x_lab, _ = make_spirals(num_labelled, gen)          # labelled inputs need not come from pre
-    fit = fit_classifier(x_lab, make_labels(x_lab, gen), seed=seed)   # a RewardFit
-    print(f"classifier: held-out accuracy {fit.val_accuracy:.3f}, T = {fit.temperature:.2f}, "
-          f"held-out ECE {fit.val_ece:.3f}")
-    short_chain = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0)  # cheap to fine-tune
-    model = condition_pretrained(pre, fit.reward, sampler=short_chain,
-                                 iterations=iterations or pick(200, 1000), seed=seed,
-                                 progress=False)
+    fit = fit_classifier(x_lab, make_labels(x_lab, gen))
+    short = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0)   # a short chain
+    model = condition_pretrained(pre, fit.reward, sampler=short,
+                                 iterations=iterations or pick(200, 1000), progress=False)
     report = {f"c={c_}, y={y_}": model.evaluate(c=c_, y=y_, num_candidates=8000,
                                                 num_samples=2000)
               for c_ in (0, 1) for y_ in (0, 1)}
+    print(f"classifier: held-out accuracy {fit.val_accuracy:.3f}, temperature "
+          f"{fit.temperature:.2f}, ECE {fit.val_ece:.3f}")
     print(f"{'':10s} {'gap (nats)':>16s} {'ED to target':>13s} {'ED do nothing':>14s} "
           f"{'confidence':>11s} {'exact':>6s}")
     for key, r in report.items():

@@ -20,7 +20,7 @@ def _load_example():
 
 
 def test_example_moves_samples_to_the_exact_target():
-    report = _load_example().main(pretrain_steps=1000, iterations=150)
+    report = _load_example().main(pretrain_iterations=1000, iterations=150)
     for key, r in report.items():
         assert r["gap"] > -3 * r["gap_se"], key                  # J <= alpha log Z
         assert r["ed"] < 0.25 * r["ed_nothing"], key             # far closer than doing nothing
