@@ -244,14 +244,15 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     certificate = None
     if monitor is not None:
         certificate = warn_if_not_converged(monitor.measure(len(history.J)), gap_threshold,
-                                            _hints(variance, sampler))
+                                            _hints(variance, sampler, iterations))
     return ConditionedModel(augmented, reward_model, history, alpha, certificate)
 
 
-def _hints(variance: bool, sampler: DiffusionSampler) -> str:
+def _hints(variance: bool, sampler: DiffusionSampler, iterations) -> str:
     """What to try when the certificate has not closed."""
     tips = [] if variance else ["variance=True (a step that also learns its variance)"]
     tips.append(f"a sampler with more than {sampler.num_steps} steps")
     tips.append("learn_initial=True (when the schedule keeps signal at T)")
-    tips.append("a larger max_iterations")
+    tips.append("a larger max_iterations" if iterations is None else
+                "more iterations (or iterations=None: stop when the certificate stops improving)")
     return "Try " + ", ".join(tips) + "."
