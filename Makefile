@@ -25,6 +25,9 @@ STAMP := $(VENV)/.installed
 # Small sample sizes and short training budgets unless the caller asks for "full".
 CTRL_TEACH_PROFILE ?= quick
 export CTRL_TEACH_PROFILE
+# Executed pages carry no progress bars (ctrl_teach.profiles.progress_bar); Jupyter and Colab
+# sessions, where the variable is unset, still show live bars.
+export CTRL_TEACH_PROGRESS ?= 0
 # Quieter logs: debugpy (inside ipykernel) warns about frozen modules on every kernel start.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

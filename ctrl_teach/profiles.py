@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["profile", "pick", "default_device", "seed_everything", "gaussian_noise",
-           "seeded_init", "make_generator"]
+           "seeded_init", "make_generator", "progress_bar"]
 
 _PROFILES = ("quick", "full")
 
@@ -119,6 +119,26 @@ def make_generator(generator: torch.Generator | None = None, seed: int = 0) -> t
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         return generator
     return torch.Generator().manual_seed(int(seed))
+
+
+def progress_bar(iterable, *, desc: str, enabled: bool = True, leave: bool = False):
+    """A ``tqdm.auto`` bar over ``iterable``: a live widget in Jupyter and Colab, text in a
+    terminal. It is disabled when ``enabled`` is false or the environment variable
+    ``CTRL_TEACH_PROGRESS`` is ``0`` (``make book`` and ``make test`` set it, so executed
+    pages carry no progress output).
+
+    Args:
+        iterable: what to iterate over.
+        desc: the bar's label.
+        enabled: show the bar at all.
+        leave: keep the finished bar on screen.
+
+    Introduced in: Preface (How to run this book).
+    """
+    from tqdm.auto import tqdm
+
+    quiet = os.environ.get("CTRL_TEACH_PROGRESS", "1").strip() == "0"
+    return tqdm(iterable, desc=desc, leave=leave, disable=quiet or not enabled)
 
 
 def gaussian_noise(shape, generator: torch.Generator | None = None, device=None,

@@ -35,6 +35,7 @@ CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 def refresh(path: str) -> None:
     nb = nbformat.read(path, as_version=4)
     profile = os.environ.setdefault("CTRL_TEACH_PROFILE", "quick")
+    os.environ.setdefault("CTRL_TEACH_PROGRESS", "0")   # no progress bars in stored outputs
     start = time.perf_counter()
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path) or "."}}).execute()

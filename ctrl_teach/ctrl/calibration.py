@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .._checks import check_labels, check_positive_int, check_probability
+from ..profiles import progress_bar
 from .rewards import TemperatureScaled
 
 __all__ = ["ClassifierFit", "RewardFit", "train_classifier", "train_calibrated_classifier",
@@ -99,10 +100,7 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y, *, c=None, iterations
     if tr.numel() == 0:
         raise ValueError("holdout leaves no training data")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="classifier", leave=False)
+    it = progress_bar(range(steps), desc="classifier", enabled=progress)
     losses = []
     model.train()
     for _ in it:

@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_choice, check_nonnegative_int, check_positive_float, check_positive_int
 from ..diffusion import model_device
-from ..profiles import gaussian_noise
+from ..profiles import gaussian_noise, progress_bar
 from ..target import check_reward, num_reward_labels, reward_log_prob
 from .augmented import AugmentedModel, control_kl
 
@@ -204,10 +204,7 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     gen = torch.Generator().manual_seed(seed)
     hist = FinetuneHistory()
-    it = range(iterations)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="CTRL fine-tuning", leave=False)
+    it = progress_bar(range(iterations), desc="CTRL fine-tuning", enabled=progress)
     start = time.perf_counter()
     augmented.train()
     for k in it:
@@ -227,8 +224,7 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         hist.kl_per_step.append(kl_steps.cpu().tolist())
         hist.kl_init.append(float(out.kl_init.detach().mean()))
         hist.grad_norm.append(float(norm))
-        if progress:
-            it.set_postfix(J=f"{hist.J[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}")
+        it.set_postfix(J=f"{hist.J[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}", refresh=False)
         if callback is not None:
             augmented.eval()
             stop = callback(k + 1, hist)

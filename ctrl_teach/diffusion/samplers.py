@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._checks import check_labels, check_positive_float, check_positive_int, check_tensor
-from ..profiles import gaussian_noise
+from ..profiles import gaussian_noise, progress_bar
 from .schedules import NoiseSchedule
 
 __all__ = ["GaussianStep", "ChainResult", "DiffusionSampler", "gaussian_kl", "model_device"]
@@ -274,10 +274,8 @@ class DiffusionSampler:
         Introduced in: Chapter 1 (Diffusion models as stochastic processes).
         """
         extras, states = [], [x] if return_trajectory else None
-        steps = range(first_step, self.num_steps)
-        if progress:
-            from tqdm.auto import tqdm
-            steps = tqdm(steps, desc="sampling", leave=False)
+        steps = progress_bar(range(first_step, self.num_steps), desc="sampling",
+                             enabled=progress)
         for i in steps:
             noise = (gaussian_noise(x.shape, generator, x.device, x.dtype)
                      if float(self.sigmas[i]) > 0 else None)

@@ -24,7 +24,7 @@ from .._checks import (
     check_tensor,
 )
 from .._optim import cosine_lr_factor
-from ..profiles import default_device
+from ..profiles import default_device, progress_bar
 from .networks import EpsilonNetwork
 from .schedules import NoiseSchedule
 
@@ -112,8 +112,6 @@ def train_denoiser(
     """
     import time
 
-    from tqdm.auto import tqdm
-
     if not isinstance(model, EpsilonNetwork):
         raise ValueError(f"model must be an EpsilonNetwork, got {type(model).__name__}")
     check_tensor("x", x, shape=(None, *model.data_shape))
@@ -150,7 +148,7 @@ def train_denoiser(
 
     losses = []
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc="training", disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc="training", enabled=progress)
     for k in bar:
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen).to(device)
         cb = None
