@@ -44,8 +44,9 @@ def main(pretrain_iterations=None, iterations=None, num_labelled=2000, seed=0) -
     """The three calls, then the exact-target report for every (c, y).
 
     Args:
-        pretrain_iterations: budget of the pre-training on your points.
-        iterations: fixed fine-tuning budget, or ``None`` to let the certificate decide.
+        pretrain_iterations: budget of the pre-training on your points (default: 1500 quick,
+            6000 full).
+        iterations: fine-tuning budget (default: 200 quick, 1000 full).
         num_labelled: offline labelled points.
         seed: seeds the data.
 
