@@ -40,7 +40,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # A failing notebook cell aborts the build through execute.raise_on_error in _config.yml.
 BOOK_FLAGS := --all -W --keep-going --builder html
 
-# nbval: run every code cell, compare outputs only in cells marked NBVAL_CHECK_OUTPUT,
+# nbval: run every code cell, compare outputs only in cells tagged nbval-check-output,
 # use this environment's kernel, sanitise floats/devices/timings, generous cell timeout.
 NBVAL_FLAGS := --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \

@@ -2,7 +2,7 @@
 
     python tools/refresh_notebooks.py notebooks/01_diffusion.ipynb [...]   (or: make notebooks)
 
-nbval (``make test``) compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT`` with the
+nbval (``make test``) compares the outputs of cells tagged ``nbval-check-output`` with the
 outputs stored in the notebook, so those must be committed. Every other output (figures
 above all) is dropped: the book re-executes every chapter when it is built, and stripping
 keeps the repository small and its diffs readable.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ctrl_teach.book import record_runtime  # noqa: E402
 from ctrl_teach.profiles import default_device  # noqa: E402
 
-CHECK_MARK = "NBVAL_CHECK_OUTPUT"
+CHECK_TAG = "nbval-check-output"
 
 
 def refresh(path: str) -> None:
@@ -44,7 +44,7 @@ def refresh(path: str) -> None:
                    datetime.date.today().isoformat(), load=os.getloadavg()[0])
     if profile == "quick":
         for cell in nb.cells:
-            if cell.cell_type == "code" and not cell.source.lstrip().startswith(f"# {CHECK_MARK}"):
+            if cell.cell_type == "code" and CHECK_TAG not in cell.metadata.get("tags", []):
                 cell.outputs, cell.execution_count = [], None
         nbformat.write(nb, path)
     print(f"refreshed {path} ({profile}, {seconds:.0f} s)")
