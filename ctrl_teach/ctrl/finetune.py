@@ -15,12 +15,17 @@ Gradient modes:
   (``no_grad``), so neither their memory nor their gradient is kept. Their KL is still counted
   in the reported J but not differentiated, and the reward's effect on earlier controls is
   ignored: a *biased* gradient that under-trains early steps.
+* ``"random"``: the official implementation's randomised per-step truncation (inherited from
+  AlignProp): at every step ``i`` a fresh ``U ~ Unif{0..K}`` is drawn and, if ``i < U``, that
+  step's network outputs (the pre-trained eps, the control and its KL) are detached, so step
+  ``i`` is detached with probability ``(K - i) / (K + 1)``. The state itself is never detached:
+  the gradient still flows through the step's linear dependence on ``x_t``. Also biased.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -94,6 +99,18 @@ def draw_labels(augmented: AugmentedModel, n: int, generator=None):
     return c, y
 
 
+GRADIENT_MODES = ("full", "checkpoint", "truncated", "random")
+
+
+def _detach_network_part(sampler, step, a, x_t, i):
+    """Step ``i`` with its network outputs detached but its linear dependence on ``x_t`` kept:
+    ``mean = A_i x_t + B_i eps + sigma a`` becomes ``A_i x_t + stopgrad(B_i eps + sigma a)``."""
+    linear = sampler.step_from_eps(x_t, torch.zeros_like(x_t), i).mean   # A_i x_t
+    log_scale = None if step.log_scale is None else step.log_scale.detach()
+    mean = linear + (step.mean - linear).detach()
+    return replace(step, mean=mean, log_scale=log_scale), a.detach()
+
+
 def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=None,
             alpha: float = 1.0, gamma: float = 1.0, gradient: str = "full",
             truncate_steps: int = 10, x_T=None) -> Rollout:
@@ -108,7 +125,8 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
         generator: a ``torch.Generator`` for ``x_T`` and the step noise.
         alpha: KL weight.
         gamma: reward weight.
-        gradient: ``"full"``, ``"checkpoint"`` or ``"truncated"`` (see module docstring).
+        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"`` or ``"random"`` (see the
+            module docstring).
         truncate_steps: with ``"truncated"``, the number of final steps differentiated.
         x_T: optional start state.
 
@@ -119,8 +137,11 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
     """
     alpha = check_positive_float("alpha", alpha)
     gamma = check_positive_float("gamma", gamma)
-    check_choice("gradient", gradient, ("full", "checkpoint", "truncated"))
+    check_choice("gradient", gradient, GRADIENT_MODES)
     truncate_steps = check_positive_int("truncate_steps", truncate_steps)
+    if gradient == "random" and augmented.sampler.clip_x0 is not None:
+        raise ValueError("gradient='random' needs a sampler without clip_x0 (its step must be "
+                         "affine in eps to detach the network part alone)")
     if not isinstance(y, torch.Tensor) or y.ndim != 1:
         raise ValueError("y must be a long tensor of shape (N,)")
     n = y.shape[0]
@@ -130,9 +151,13 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
     x = gaussian_noise(shape, generator, device) if x_T is None else x_T.to(device)
     x, kl_init = augmented.initial_state(x, c, y)
     K = augmented.sampler.num_steps
+    if gradient == "random":   # U_i ~ Unif{0..K} per step; detach step i's outputs if i < U_i
+        detached = torch.arange(K) < torch.randint(0, K + 1, (K,), generator=generator)
 
     def step_fn(x_t, i):
         step, a = augmented.step(x_t, i, c, y)
+        if gradient == "random" and detached[i]:
+            step, a = _detach_network_part(augmented.sampler, step, a, x_t, i)
         return step, control_kl(a, step.log_scale)   # KL_t = sum (s^2 + a^2 - 1)/2 - log s
 
     def wrap(i, one_step, x_t):
@@ -168,7 +193,8 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         clip_grad: maximum gradient norm.
         alpha: KL weight.
         gamma: reward weight.
-        gradient: ``"full"``, ``"checkpoint"`` or ``"truncated"`` (module docstring).
+        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"`` or ``"random"`` (module
+            docstring).
         truncate_steps: differentiated final steps with ``"truncated"``.
         seed: seeds a local generator for the labels and the noise.
         lr_decay: final learning rate as a fraction of ``lr`` (linear decay after warm-up).
