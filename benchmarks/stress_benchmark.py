@@ -1,0 +1,75 @@
+"""The stress family (issue 11): pass rate of the workflow on problems nobody tuned for.
+
+For each problem of :func:`ctrl_teach.experiments.stress.stress_family` and each setting
+(``before``: mean-only step, 400 iterations, the defaults before issue 11; ``default``:
+``condition_pretrained``'s current defaults) it fine-tunes, scores every ``(c, y)`` pair against
+the exact target and prints one row per problem; the pass criteria are
+``ctrl_teach.experiments.stress.PASS_CRITERIA``. The JSON is rewritten after every problem, so
+an interrupted run keeps what it finished.
+
+Usage: python benchmarks/stress_benchmark.py [--profile quick|full] [--limit N]
+       [--settings before default] [--num-samples 2000] [--out _build/benchmarks/stress.json]
+JSON: {"profile", "threads", "criteria", "results": [{name, setting, seconds, iterations,
+pass_rate, pairs: [{c, y, gap, gap_se, ed, ed_floor, confidence, confidence_exact,
+true_confidence, passed}]}], "summary": {setting: pass rate over all pairs}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import warnings
+
+import torch
+
+from ctrl_teach.experiments.stress import (
+    PASS_CRITERIA,
+    make_stress_problem,
+    run_stress_problem,
+    stress_family,
+)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=os.environ.get("CTRL_TEACH_PROFILE", "quick"),
+                        choices=("quick", "full"))
+    parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    parser.add_argument("--settings", nargs="+", default=["before", "default"],
+                        choices=("before", "default"))
+    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument("--out", default="_build/benchmarks/stress.json")
+    args = parser.parse_args(argv)
+    specs = stress_family(args.profile)[: args.limit]
+    out = dict(profile=args.profile, threads=torch.get_num_threads(), criteria=PASS_CRITERIA,
+               results=[], summary={})
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    print(f"{'problem':44s} {'setting':8s} {'its':>5s} {'s':>6s} {'pass':>5s} "
+          f"{'max gap':>8s} {'max |dconf|':>11s}")
+    for spec in specs:
+        problem = make_stress_problem(**spec)
+        for setting in args.settings:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")      # the certificate's warning: reported below
+                r = run_stress_problem(problem, setting=setting, num_samples=args.num_samples)
+            out["results"].append(r)
+            gap = max(p["gap"] for p in r["pairs"])
+            dconf = max(abs(p["confidence"] - p["confidence_exact"]) for p in r["pairs"])
+            print(f"{r['name']:44s} {setting:8s} {r['iterations']:5d} {r['seconds']:6.0f} "
+                  f"{r['pass_rate']:5.2f} {gap:8.3f} {dconf:11.3f}", flush=True)
+            for s in args.settings:
+                pairs = [p for res in out["results"] if res["setting"] == s for p in res["pairs"]]
+                if pairs:
+                    out["summary"][s] = sum(p["passed"] for p in pairs) / len(pairs)
+            with open(args.out + ".tmp", "w") as f:
+                json.dump(out, f, indent=1)
+            os.replace(args.out + ".tmp", args.out)
+    for s, rate in out["summary"].items():
+        print(f"pass rate ({s}): {rate:.2f} of the (c, y) pairs")
+    print(f"wrote {args.out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The stress family (issue 11, item 4), quick subset: the workflow converges or says so.
+
+Tight, well-separated modes whose weights the label changes are the case the pathwise gradient
+cannot move (``benchmarks/stress_benchmark.py`` measures the whole family): there the result
+must carry the certificate and warn with the number, instead of passing silently.
+"""
+
+import pytest
+import torch
+
+from ctrl_teach.ctrl import CertificateWarning, condition_pretrained
+from ctrl_teach.experiments.stress import ModeLabelReward, make_stress_problem, stress_family
+from ctrl_teach.target import log_partition, rejection_sample
+
+
+def test_mode_label_reward_is_a_distribution_over_labels():
+    p = make_stress_problem(seed=3, shape="tight3", num_labels=4, conditional=True)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    for c in (0, 1):
+        logp = p.true_reward(x, torch.full((50,), c))
+        assert torch.allclose(logp.exp().sum(1), torch.ones(50), atol=1e-5)
+    with pytest.raises(ValueError, match="tables"):
+        ModeLabelReward(p.true_reward.mixtures, torch.ones(3, 3, 2))
+
+
+def test_tight_modes_target_moves_mass_and_the_workflow_says_it_has_not():
+    spec = stress_family("quick")[0]
+    p = make_stress_problem(**spec)
+    g = torch.Generator().manual_seed(0)
+    x = p.sampler.sample(p.network, 4000, generator=g)
+    alz, _ = log_partition(x, p.reward, y=0, alpha=p.alpha)
+    target = rejection_sample(x, p.reward, y=0, power=1 / p.alpha, generator=g)
+    conf_pre = p.reward(x).exp()[:, 0].mean()
+    conf_target = p.reward(target).exp()[:, 0].mean()
+    assert conf_target > conf_pre + 0.3          # the exact target reweights the modes
+    with pytest.warns(CertificateWarning, match=r"gap alpha log Z - J = \d+\.\d+"):
+        model = condition_pretrained(p.network, p.reward, sampler=p.sampler, alpha=p.alpha,
+                                     max_iterations=200, check_every=100, batch_size=64,
+                                     progress=False)
+    assert model.certificate is not None and not model.certificate.converged
+    assert model.certificate.gap > 0.5           # far from the optimum, and the number says so
+    assert alz < 0
