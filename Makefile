@@ -93,9 +93,10 @@ notebooks: $(STAMP)
 assignments: $(STAMP)
 	$(PY) tools/make_assignments.py
 
-# After `make book`: headless Chromium renders the index and the soft-optimal-policy chapter,
-# checks that MathJax typeset every formula and that figures are present, and saves
-# screenshots in _build/screenshots/ (installs Debian's chromium package if missing, as root).
+# After `make book`: headless Chromium renders every page of _toc.yml at 1280 px and fails on
+# progress spam, raw pipe tables, raw TeX / MathJax errors, clipped equations, cut code or
+# output, missing or tiny figures and test scaffolding; screenshots and render-report.json in
+# _build/screenshots/ (installs Debian's chromium package if missing, as root).
 check-render: $(STAMP)
 	$(PY) tools/check_rendered_book.py
 
