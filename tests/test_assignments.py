@@ -1,8 +1,8 @@
 """Assignments (issue 6): generation, grading, and the messages wrong answers get.
 
 Executing notebooks is the slow part, so each notebook is executed once (module-scoped
-fixtures): the four solution versions (generated into a temporary folder, never committed)
-and the four committed student versions. Wrong answers are mostly tested by calling the
+fixtures): the solution versions (generated into a temporary folder, never committed) and the
+committed student versions of all seven assignments. Wrong answers are mostly tested by calling the
 checks directly, which takes milliseconds.
 """
 
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from ctrl_teach.assignments import ASSIGNMENTS, a1, a2, a3, a4
+from ctrl_teach.assignments import ASSIGNMENTS, a1, a2, a3, a4, a5, a6, a7
 from ctrl_teach.assignments.grade import detect_assignment, format_table, grade_notebook, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,11 +130,26 @@ def test_csv_and_table(student_reports, tmp_path):
     path = tmp_path / "grades.csv"
     write_csv(reports, path)
     rows = list(csv.DictReader(path.open()))
-    n_questions = sum(len(r.results) for r in reports)
+    n_questions = sum(len(r.results) + len(r.manual) for r in reports)
     assert len(rows) == n_questions + len(reports)
+    modules = (a1, a2, a3, a4, a5, a6, a7)
     assert {r["question"] for r in rows if r["question"] != "TOTAL"} == {
-        q.id for a in (a1, a2, a3, a4) for q in a.QUESTIONS}
+        q.id for a in modules for q in a.QUESTIONS + getattr(a, "MANUAL", [])}
+    written = [r for r in rows if r["name"] == "written answer"]
+    assert [r["question"] for r in written] == ["a6.q5"] and written[0]["points"] == ""
     assert "TOTAL" in format_table(reports)
+
+
+def test_written_answers_are_listed_not_graded(solution_reports, student_reports):
+    """A6's proof is graded by hand: listed with its points, never scored automatically."""
+    for reports, expect in ((solution_reports, "grade by hand"), (student_reports,
+                                                                   "unanswered")):
+        rep = reports["a6"]
+        assert [r["question"] for r in rep.manual] == ["a6.q5"]
+        assert rep.manual_points == 4 and expect in rep.manual[0]["message"]
+        assert "+ 4 by hand" in format_table([rep])
+    words = int(solution_reports["a6"].manual[0]["message"].split(": ")[1].split()[0])
+    assert words > 200                      # the model proof (and rubric) of the solution
 
 
 def test_grader_survives_a_broken_submission_and_ignores_check_cells(tmp_path):
@@ -334,3 +349,157 @@ def test_a4_wrong_answers():
     res = a4.check_answers({"shrinks_with_N": "finetuning"}, verbose=False)
     assert res.points == 0 and "missing" in res.message
     assert a4.LogisticReward().num_labels == 2       # the reward contract CTRL reads
+
+
+# -- assignments 5-7 ----------------------------------------------------------------------
+def test_a5_wrong_answers():
+    def guided(sign=-1.0, factor="b"):
+        def fn(network, classifier, schedule, x, t, y, scale):
+            with torch.enable_grad():
+                xr = x.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(classifier(xr, t)[:, y].sum(), xr)
+            _, b = schedule.signal_and_noise(t)
+            coef = {"b": b, "none": torch.ones_like(b), "b2": b * b}[factor]
+            return network(x, t) + sign * scale * coef[:, None] * grad
+        return fn
+
+    assert a5.check_guided_eps(guided(), hidden=True, verbose=False).passed
+    res = a5.check_guided_eps(guided(sign=1.0), verbose=False)
+    assert res.points == 0 and "wrong sign" in res.message
+    res = a5.check_guided_eps(guided(factor="none"), verbose=False)
+    assert res.points == 0 and "sqrt(1 - abar_t)" in res.message
+    res = a5.check_guided_eps(guided(factor="b2"), verbose=False)
+    assert res.points == 0 and "square" in res.message
+
+    def only_sigma(sampler):
+        return sampler.sigmas.clone(), sampler.sigmas.clone()
+
+    res = a5.check_shift_coefficients(only_sigma, verbose=False)
+    assert res.points == 0 and "sigma_t^2" in res.message
+
+    def mean_only(sampler):
+        return sampler.sigmas**2, sampler.sigmas**2
+
+    res = a5.check_shift_coefficients(mean_only, verbose=False)
+    assert res.points == 1.5 and "eps form" in res.message
+    res = a5.check_cfg(lambda c, n, w: (1 + w) * n - w * c, verbose=False)
+    assert res.points == 0 and "swapped" in res.message
+    res = a5.check_answers({"pushes_harder": "mean", "mean_form_at_s1": "under",
+                            "clean_at_noisy": "over", "ddim_mean_form": "nothing"},
+                           verbose=False)
+    assert res.points == 1.5 and "pushes_harder" in res.message
+
+
+def test_a5_exact_problem():
+    """The noisy classifier is exact: at s = 1 classifier guidance is the posterior's
+    eps-network, and the DDPM coefficients are the closed forms."""
+    from ctrl_teach.baselines import ClassifierGuided
+    from ctrl_teach.diffusion import ExactMixtureDenoiser
+
+    schedule, network, sampler, clf = a5.make_problem()
+    x = 2 * torch.randn(128, 2, generator=torch.Generator().manual_seed(0))
+    exact = ExactMixtureDenoiser(a5.posterior_mixture(1), schedule)
+    for t in (1, 25, 50):
+        tt = torch.full((128,), t)
+        guided = ClassifierGuided(network, clf, schedule, y=1, scale=1.0)(x, tt)
+        assert torch.allclose(guided, exact(x, tt), atol=1e-4)
+    mean_form, eps_form = a5.reference_shift_coefficients(sampler)
+    t = sampler.timesteps
+    beta = 1 - schedule.alpha_bar[t] / schedule.alpha_bar[t - 1]
+    assert torch.allclose(eps_form, beta / (1 - beta).sqrt(), rtol=1e-6)
+    assert bool((eps_form[:-1] > mean_form[:-1]).all())
+    assert abs(a5.posterior_label_probability() - 0.7205) < 1e-3
+
+
+def test_a6_wrong_answers():
+    import math
+
+    from ctrl_teach.ctrl import gaussian_optimal_control
+
+    def forward_value(x, sampler, i, y_obs, tau, alpha):   # the forward-process classifier
+        ab = float(sampler.schedule.alpha_bar[int(sampler.timesteps[i])]) if i < \
+            sampler.num_steps else 1.0
+        var = tau**2 + 1 - ab
+        return -0.5 * (y_obs - ab**0.5 * x[:, 0].double()) ** 2 / var - 0.5 * math.log(
+            2 * math.pi * var)
+
+    res = a6.check_soft_value(forward_value, verbose=False)
+    assert res.points == 0 and "forward" in res.message
+
+    def alpha_one_only(x, sampler, i, y_obs, tau, alpha):   # tilting ignored
+        return alpha * a6.reference_soft_value(x, sampler, i, y_obs, tau, 1.0)
+
+    res = a6.check_soft_value(alpha_one_only, verbose=False)
+    assert res.points == 1.5 and "alpha = 1" in res.message
+
+    def at_mean(value_next, sampler, i, x, alpha):
+        from ctrl_teach.diffusion import gaussian_step_affine
+        s, b, _ = gaussian_step_affine(sampler, i, 0.0, 1.0)
+        return value_next(s * x + b)
+
+    res = a6.check_soft_bellman(at_mean, verbose=False)
+    assert res.points == 0 and "v_t'(mean)" in res.message
+
+    def sigma_squared(x, sampler, i, y_obs, tau, alpha):
+        from ctrl_teach.ctrl import GaussianLikelihood
+        a = gaussian_optimal_control(x, sampler, 0.0, 1.0, GaussianLikelihood([y_obs], tau), i,
+                                     y=0, alpha=alpha)
+        return a * float(sampler.sigmas[i])
+
+    res = a6.check_optimal_control(sigma_squared, verbose=False)
+    assert res.points == 0 and "sigma_t too many" in res.message
+    res = a6.check_constant_policy_gap(
+        lambda a, alpha, n, seed: (a6.reference_gap(a, alpha) - alpha * 19 * a * a / 2, 0.01),
+        verbose=False)
+    assert res.points == 0 and "no KL price" in res.message
+    assert a6.check_constant_policy_gap(
+        lambda a, alpha, n, seed: (a6.reference_gap(a, alpha), 0.01), hidden=True,
+        verbose=False).passed
+
+
+def test_a6_reference_gap_is_the_certificate():
+    """At a = 0 the gap is alpha log Z - E_pre[r] (the KL of the pre-trained path to the
+    optimum), positive, and smallest near the best constant control."""
+    import math
+
+    from ctrl_teach.ctrl import gaussian_log_evidence
+    from ctrl_teach.diffusion import gaussian_sampler_moments
+
+    sampler, _ = a6.make_problem()
+    m, v = gaussian_sampler_moments(sampler, 0.0, 1.0)
+    expected_r = -0.5 * math.log(2 * math.pi * a6.TAU**2) - (
+        (a6.Y_OBS - m) ** 2 + v) / (2 * a6.TAU**2)
+    log_z = gaussian_log_evidence(m, v, a6.Y_OBS, a6.TAU)
+    assert abs(a6.reference_gap(0.0, 1.0) - (log_z - expected_r)) < 1e-9
+    gaps = [a6.reference_gap(a, 1.0) for a in (0.0, 0.1, 0.2, 0.3)]
+    assert min(gaps) > 0 and gaps[2] < gaps[0] and gaps[2] < gaps[3]
+
+
+def test_a7_wrong_answers():
+    def column_major(t1, t2, x):
+        return (t1(x)[:, None, :] + t2(x)[:, :, None]).reshape(-1, 4)
+
+    res = a7.check_product(column_major, verbose=False)
+    assert res.points == 0 and "row-major" in res.message
+
+    def averages(y1, y2, p1, p2):
+        return float((y1 * y2).double().mean() - p1.mean() * p2.mean()), 0.01
+
+    res = a7.check_ci_gap(averages, verbose=False)
+    assert res.points == 0 and "point by point" in res.message
+    res = a7.check_fit_task(lambda x, y, seed: a7.LogisticTask(), verbose=False)
+    assert res.points == 0 and "trained" in res.message
+    res = a7.check_answers({"disjoint_detects": "yes", "product_under_correlation": "under",
+                            "stronger_with_weights_2_1": "y1"}, verbose=False)
+    assert 0 < res.points < res.max_points and "disjoint_detects" in res.message
+
+
+def test_a7_untrained_model_is_called_out():
+    from ctrl_teach.ctrl import HeadAugmentedModel
+    from ctrl_teach.profiles import seeded_init
+
+    pre = a7.make_pretrained()
+    with seeded_init(0):
+        fresh = HeadAugmentedModel(pre.network, pre.sampler, num_labels=4)
+    res = a7.check_trained(fresh, verbose=False)
+    assert res.points == 0 and "has not moved" in res.message

@@ -21,7 +21,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["CheckResult", "CheckFailed", "Question", "run_check", "check_choices",
+__all__ = ["CheckResult", "CheckFailed", "Question", "ManualQuestion", "run_check",
+           "check_choices",
            "choice_check", "normalise_choice", "close", "describe_error"]
 
 
@@ -77,6 +78,19 @@ class Question:
     name: str            # the variable / function name the student defines in the notebook
     points: float
     check: Callable      # check(obj, *, hidden=False, verbose=True) -> CheckResult
+    summary: str
+
+
+@dataclass(frozen=True)
+class ManualQuestion:
+    """A written question the instructor grades by hand with the rubric in the solution
+    notebook. The grader finds the answer in the Markdown cell that starts with ``anchor`` and
+    reports its length; it never gives points for it.
+    """
+
+    id: str
+    points: float
+    anchor: str          # the first line of the answer cell, e.g. "**Your proof (Q5).**"
     summary: str
 
 

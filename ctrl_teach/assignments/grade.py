@@ -12,6 +12,10 @@ For every notebook the grader
    names the notebook defined (so editing the visible check cells changes nothing);
 4. prints a per-question table and, with ``--csv``, writes one row per question.
 
+Written questions (an assignment's ``MANUAL`` list, e.g. the proof of A6) are not graded
+automatically: the report lists each with its points to award by hand, and says whether the
+answer cell was filled in and how long the answer is. The rubric is in the solution notebook.
+
 Student code runs with the grader's permissions: grade untrusted submissions in a container.
 The hidden checks run in the student's kernel (they need the student's objects), with freshly
 reloaded check modules; that stops accidental or casual tampering, not a determined attacker.
@@ -49,6 +53,7 @@ class GradeReport:
     seconds: float = 0.0                           # wall time of execution + grading
     cpu_seconds: float = float("nan")              # CPU time of the kernel (Unix only)
     error: str = ""                                # set when grading itself failed
+    manual: list = field(default_factory=list)     # written answers, graded by hand
 
     @property
     def points(self) -> float:
@@ -57,6 +62,11 @@ class GradeReport:
     @property
     def max_points(self) -> float:
         return sum(r["max_points"] for r in self.results)
+
+    @property
+    def manual_points(self) -> float:
+        """Points of the written questions, to award by hand (not in :attr:`points`)."""
+        return sum(r["max_points"] for r in self.manual)
 
 
 def detect_assignment(nb, path: Path) -> str:
@@ -79,6 +89,29 @@ def _max_points(assignment: str) -> list[dict]:
     module = importlib.import_module(f"ctrl_teach.assignments.{assignment}")
     return [dict(question=q.id, name=q.name, points=0.0, max_points=float(q.points),
                  passed=False, message="") for q in module.QUESTIONS]
+
+
+def _written_answers(assignment: str, nb) -> list[dict]:
+    """One row per written question: where its answer is and how long it is."""
+    import importlib
+
+    module = importlib.import_module(f"ctrl_teach.assignments.{assignment}")
+    rows = []
+    for q in getattr(module, "MANUAL", []):
+        cell = next((c for c in nb.cells if c.cell_type == "markdown"
+                     and c.source.lstrip().startswith(q.anchor)), None)
+        answer = "" if cell is None else cell.source.lstrip()[len(q.anchor):].strip()
+        if cell is None:
+            message = f"answer cell not found (it starts with {q.anchor!r}): grade by hand"
+        elif not answer or answer == "YOUR ANSWER HERE":
+            message = "unanswered (the answer cell still reads YOUR ANSWER HERE)"
+        else:
+            start = " ".join(answer.split())[:60]
+            message = (f"grade by hand with the rubric in the solution notebook: "
+                       f"{len(answer.split())} words, begins {start!r}")
+        rows.append(dict(question=q.id, name="written answer", points=None,
+                         max_points=float(q.points), passed=None, message=message))
+    return rows
 
 
 def _children_cpu() -> float:
@@ -113,6 +146,7 @@ def grade_notebook(path, assignment: str | None = None, timeout: int = 600,
         report.error = f"unknown assignment {assignment!r} (one of {', '.join(ASSIGNMENTS)})"
         return report
     blank = _max_points(assignment)
+    report.manual = _written_answers(assignment, nb)
     n_student = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell(
         "import importlib as _ctrl_teach_il\n"
@@ -155,7 +189,10 @@ def format_table(reports: list[GradeReport]) -> str:
         for r in rep.results:
             rows.append((name, r["question"], f"{r['points']:g}/{r['max_points']:g}",
                          r["message"]))
-        rows.append((name, "TOTAL", f"{rep.points:g}/{rep.max_points:g}",
+        for r in rep.manual:
+            rows.append((name, r["question"], f"?/{r['max_points']:g}", r["message"]))
+        by_hand = f" + {rep.manual_points:g} by hand" if rep.manual else ""
+        rows.append((name, "TOTAL", f"{rep.points:g}/{rep.max_points:g}{by_hand}",
                      f"graded in {rep.seconds:.1f} s (kernel CPU {rep.cpu_seconds:.1f} s); "
                      f"{len(rep.cell_errors)} cell(s) raised"
                      + (f"; {rep.error}" if rep.error else "")))
@@ -182,6 +219,11 @@ def write_csv(reports: list[GradeReport], path) -> None:
                                                  "passed", "message")},
                             "seconds": f"{rep.seconds:.1f}",
                             "cpu_seconds": f"{rep.cpu_seconds:.1f}"})
+            for r in rep.manual:            # graded by hand: points and passed left blank
+                w.writerow({"notebook": rep.notebook, "assignment": rep.assignment,
+                            "question": r["question"], "name": r["name"], "points": "",
+                            "max_points": r["max_points"], "passed": "",
+                            "message": r["message"], "seconds": "", "cpu_seconds": ""})
             w.writerow({"notebook": rep.notebook, "assignment": rep.assignment,
                         "question": "TOTAL", "name": "", "points": rep.points,
                         "max_points": rep.max_points,
