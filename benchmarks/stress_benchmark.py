@@ -36,12 +36,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default=os.environ.get("CTRL_TEACH_PROFILE", "quick"),
                         choices=("quick", "full"))
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    parser.add_argument("--start", type=int, default=0, help="skip the first N problems")
     parser.add_argument("--settings", nargs="+", default=["before", "default"],
                         choices=("before", "default"))
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--out", default="_build/benchmarks/stress.json")
     args = parser.parse_args(argv)
-    specs = stress_family(args.profile)[: args.limit]
+    specs = stress_family(args.profile)[args.start: args.limit]
     out = dict(profile=args.profile, threads=torch.get_num_threads(), criteria=PASS_CRITERIA,
                results=[], summary={})
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -54,12 +55,15 @@ def main(argv=None) -> dict:
                 warnings.simplefilter("ignore")      # the certificate's warning: reported below
                 r = run_stress_problem(problem, setting=setting, num_samples=args.num_samples)
             out["results"].append(r)
-            gap = max(p["gap"] for p in r["pairs"])
-            dconf = max(abs(p["confidence"] - p["confidence_exact"]) for p in r["pairs"])
+            scored = [p for p in r["pairs"] if p["passed"] is not None] or [
+                dict(gap=float("nan"), confidence=float("nan"), confidence_exact=0.0)]
+            gap = max(p["gap"] for p in scored)
+            dconf = max(abs(p["confidence"] - p["confidence_exact"]) for p in scored)
             print(f"{r['name']:44s} {setting:8s} {r['iterations']:5d} {r['seconds']:6.0f} "
                   f"{r['pass_rate']:5.2f} {gap:8.3f} {dconf:11.3f}", flush=True)
             for s in args.settings:
-                pairs = [p for res in out["results"] if res["setting"] == s for p in res["pairs"]]
+                pairs = [p for res in out["results"] if res["setting"] == s
+                         for p in res["pairs"] if p["passed"] is not None]
                 if pairs:
                     out["summary"][s] = sum(p["passed"] for p in pairs) / len(pairs)
             with open(args.out + ".tmp", "w") as f:

@@ -231,7 +231,8 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
     Returns:
         A dict with the problem's name, the setting, seconds, iterations and one row per pair
         (gap, gap_se, ed, ed_floor, confidence and confidence_exact under the reward
-        fine-tuned on, true_confidence under the known rule, passed).
+        fine-tuned on, true_confidence under the known rule, passed); a pair whose label is
+        too rare for a rejection reference has ``passed=None`` and the ``error``.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -245,10 +246,14 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
     g = make_generator(seed=seed + 1)
     rows, crit = [], PASS_CRITERIA
     for c, y in problem.pairs:
-        r = evaluate_against_target(model.augmented, problem.reward, c=c, y=y,
-                                    alpha=problem.alpha, generator=g,
-                                    num_candidates=5 * num_samples, num_samples=num_samples)
-        floor = _mc_floor(problem, c, y, num_samples, g)
+        try:
+            r = evaluate_against_target(model.augmented, problem.reward, c=c, y=y,
+                                        alpha=problem.alpha, generator=g,
+                                        num_candidates=5 * num_samples, num_samples=num_samples)
+            floor = _mc_floor(problem, c, y, num_samples, g)
+        except ValueError as err:          # a label too rare for a rejection reference
+            rows.append(dict(c=c, y=y, passed=None, error=str(err)))
+            continue
         passed = (r["gap"] <= crit["gap"]
                   and r["ed"] <= crit["ed_factor"] * max(floor, 0.0) + crit["ed_slack"]
                   and abs(r["confidence"] - r["confidence_exact"]) <= crit["confidence"])
@@ -258,6 +263,7 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
                          confidence_exact=r["confidence_exact"],
                          true_confidence=mean_confidence(x, problem.true_reward, c=c, y=y),
                          passed=bool(passed)))
+    scored = [r for r in rows if r["passed"] is not None]
     return dict(name=problem.name, setting=setting, seconds=seconds,
                 iterations=len(model.history.J), pairs=rows,
-                pass_rate=sum(r["passed"] for r in rows) / len(rows))
+                pass_rate=sum(r["passed"] for r in scored) / max(len(scored), 1))
