@@ -4,7 +4,7 @@ Chapters 3-7 of the book: reward classifiers (:mod:`.rewards`, :mod:`.calibratio
 augmented model (:mod:`.augmented`), fine-tuning (:mod:`.finetune`), the soft value
 (:mod:`.value`), exact references and certificates (:mod:`.references`, with the tilted target
 of :mod:`ctrl_teach.target`), CTRL on digits (:mod:`.images`) and the three-call workflow for
-your own problem (:mod:`.workflow`).
+your own problem (:mod:`.workflow`); fine-tuning on several processes (:mod:`.distributed`).
 """
 
 from ..target import (
@@ -25,6 +25,7 @@ from .calibration import (
     train_classifier,
 )
 from .convergence import Certificate, CertificateMonitor, CertificateWarning
+from .distributed import init_distributed, rank_generator, world_info
 from .finetune import FinetuneHistory, Rollout, finetune, rollout, sample
 from .images import DigitReward, digit_sampler, evaluate_digits, fit_digit_reward
 from .known_rewards import GaussianLikelihood, ProbitClassifier
@@ -50,6 +51,8 @@ __all__ = [
     # the augmented model and fine-tuning (Chapter 5)
     "AugmentedModel", "HeadAugmentedModel", "LoRAAugmentedModel",
     "FinetuneHistory", "Rollout", "finetune", "rollout", "sample",
+    # several processes (README, "Several GPUs")
+    "init_distributed", "rank_generator", "world_info",
     # rewards and calibration (Chapter 5)
     "MLPClassifier", "CNNClassifier", "TemperatureScaled", "MultiTaskReward",
     "GaussianLikelihood", "ProbitClassifier", "ClassifierFit", "RewardFit",

@@ -20,6 +20,11 @@ Gradient modes:
   step's network outputs (the pre-trained eps, the control and its KL) are detached, so step
   ``i`` is detached with probability ``(K - i) / (K + 1)``. The state itself is never detached:
   the gradient still flows through the step's linear dependence on ``x_t``. Also biased.
+
+Several processes: under ``torchrun --nproc_per_node=N`` (a default ``torch.distributed``
+process group), :func:`finetune` splits each batch over the ``N`` ranks and averages their
+gradients before clipping (:mod:`ctrl_teach.ctrl.distributed`); ``simulate_world_size=N`` runs
+the same ``N`` shards in one process.
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ from ..diffusion import model_device
 from ..profiles import gaussian_noise, progress_bar
 from ..target import check_reward, num_reward_labels, reward_log_prob
 from .augmented import AugmentedModel, control_kl
+from .distributed import (
+    agree,
+    average_gradients,
+    average_values,
+    broadcast_parameters,
+    rank_generator,
+    shard_size,
+    world_info,
+)
 
 __all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels"]
 
@@ -178,10 +192,21 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
              batch_size: int = 256, lr: float = 1e-3, warmup: int = 20,
              clip_grad: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
              gradient: str = "full", truncate_steps: int = 10, seed: int = 0,
-             lr_decay: float = 0.1, progress: bool = False, callback=None) -> FinetuneHistory:
+             lr_decay: float = 0.1, progress: bool = False, callback=None,
+             simulate_world_size: int | None = None) -> FinetuneHistory:
     """Maximise ``J`` (eq. ``eq-ctrl-objective``) over the augmented model's trainable
     parameters with Adam, back-propagating through the sampler (CTRL, Zhao et al. 2025,
     Alg. 1 with the reparameterised chain).
+
+    Several processes (data parallel, :mod:`ctrl_teach.ctrl.distributed`): when a default
+    ``torch.distributed`` process group of ``N > 1`` ranks is initialised (``torchrun
+    --nproc_per_node=N``), each rank draws ``batch_size // N`` labels and trajectories from its
+    own generator ``rank_generator(seed, rank)``, the gradients of the trainable parameters are
+    averaged over the ranks (one all-reduce) before the global gradient is clipped, the
+    history holds the means over all ranks (so rank 0 reports the global J, log reward and KL),
+    and only rank 0 shows the progress bar. The trainable parameters are broadcast from rank 0
+    at the start; the frozen network must be the same on every rank. Without a process group
+    (or with one rank) the loop is the single-process one, seeded with ``seed``.
 
     Args:
         augmented: the augmented model, trained in place.
@@ -202,6 +227,14 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         callback: optional ``callback(k, history) -> bool`` called after iteration ``k``
             (1-based); returning ``True`` stops fine-tuning early (e.g. when a certificate
             has stopped improving, see :func:`~ctrl_teach.ctrl.condition_pretrained`).
+            Under ``torch.distributed`` it runs on every rank with the global history, and
+            rank 0's answer is the one all ranks follow.
+        simulate_world_size: ``None`` (the default) or ``N``: run in this one process what
+            ``N`` ranks compute together (``N`` shards of ``batch_size // N`` trajectories, shard
+            ``r`` drawn from ``rank_generator(seed, r)`` and back-propagated in turn, gradients
+            and history averaged over the shards). This reproduces an ``N``-process run exactly
+            (the equivalence test), or trades time for memory as gradient accumulation.
+            ``N = 1`` is the single-process loop. Not allowed under a process group.
 
     Returns:
         A :class:`FinetuneHistory` (J, E log p, KL, KL per step, grad norms, time).
@@ -223,6 +256,19 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         raise ValueError("augmented has no trainable parameters")
     opt = torch.optim.Adam(params, lr=lr)
     lr_decay = check_positive_float("lr_decay", lr_decay)
+    rank, world_size = world_info()
+    if simulate_world_size is not None:
+        simulate_world_size = check_positive_int("simulate_world_size", simulate_world_size)
+        if world_size > 1:
+            raise ValueError("simulate_world_size must be None under torch.distributed (each "
+                             f"process is one of the {world_size} ranks)")
+    shards = world_size if world_size > 1 else (simulate_world_size or 1)
+    if shards > 1:   # data parallel: one generator per rank (this rank's, or all simulated)
+        n_shard = shard_size(batch_size, shards)
+        gens = ([rank_generator(seed, rank)] if world_size > 1
+                else [rank_generator(seed, r) for r in range(shards)])
+        broadcast_parameters(params)
+        device = model_device(augmented.network)
 
     def factor(k):
         return min(1.0, (k + 1) / (warmup + 1)) * (1 - (1 - lr_decay) * k / iterations)
@@ -230,36 +276,80 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     gen = torch.Generator().manual_seed(seed)
     hist = FinetuneHistory()
-    it = progress_bar(range(iterations), desc="CTRL fine-tuning", enabled=progress)
+    it = progress_bar(range(iterations), desc="CTRL fine-tuning", enabled=progress and rank == 0)
     start = time.perf_counter()
     augmented.train()
     for k in it:
-        c, y = draw_labels(augmented, batch_size, gen)
-        out = rollout(augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha,
-                      gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
-        loss = -out.J.mean()
-        opt.zero_grad()
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        sched.step()
-        kl_steps = out.kl.detach().mean(0)
-        hist.J.append(float(out.J.detach().mean()))
-        hist.log_reward.append(float(out.log_reward.detach().mean()))
-        hist.kl.append(float(kl_steps.sum()))
-        hist.kl_per_step.append(kl_steps.cpu().tolist())
-        hist.kl_init.append(float(out.kl_init.detach().mean()))
-        hist.grad_norm.append(float(norm))
+        if shards > 1:   # data parallel (torch.distributed ranks, or simulated in turn)
+            _sharded_iteration(hist, augmented, reward_model, opt, sched, params, gens, n_shard,
+                               clip_grad, world_size, dict(alpha=alpha, gamma=gamma,
+                               gradient=gradient, truncate_steps=truncate_steps))
+        else:
+            c, y = draw_labels(augmented, batch_size, gen)
+            out = rollout(augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha,
+                          gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
+            loss = -out.J.mean()
+            opt.zero_grad()
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
+            opt.step()
+            sched.step()
+            kl_steps = out.kl.detach().mean(0)
+            hist.J.append(float(out.J.detach().mean()))
+            hist.log_reward.append(float(out.log_reward.detach().mean()))
+            hist.kl.append(float(kl_steps.sum()))
+            hist.kl_per_step.append(kl_steps.cpu().tolist())
+            hist.kl_init.append(float(out.kl_init.detach().mean()))
+            hist.grad_norm.append(float(norm))
         it.set_postfix(J=f"{hist.J[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}", refresh=False)
         if callback is not None:
             augmented.eval()
             stop = callback(k + 1, hist)
             augmented.train()
-            if stop:
+            if agree(stop, device) if world_size > 1 else stop:   # all ranks follow rank 0
                 break
     augmented.eval()
     hist.wall_time = time.perf_counter() - start
     return hist
+
+
+def _sharded_iteration(hist, augmented, reward_model, opt, sched, params, gens, n_shard,
+                       clip_grad, world_size, rollout_kwargs):
+    """One data-parallel iteration: each shard (this rank's, or every simulated rank in turn)
+    back-propagates its mean J; the gradients are averaged over the shards (all-reduced across
+    processes), the global gradient is clipped, Adam steps and the shard-averaged history is
+    recorded. The sum over shards is taken in the same order in both cases, so a simulated run
+    equals the multi-process one."""
+    opt.zero_grad()
+    rows = []
+    for gen in gens:
+        c, y = draw_labels(augmented, n_shard, gen)
+        out = rollout(augmented, reward_model, c=c, y=y, generator=gen, **rollout_kwargs)
+        (-out.J.mean()).backward()
+        rows.append(torch.cat([out.J.detach().mean().reshape(1),
+                               out.log_reward.detach().mean().reshape(1),
+                               out.kl_init.detach().mean().reshape(1), out.kl.detach().mean(0)]))
+    if world_size > 1:
+        average_gradients(params, world_size)
+        summary = average_values(rows[0], world_size)
+    else:
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(len(gens))
+        summary = rows[0]
+        for row in rows[1:]:
+            summary = summary + row
+        summary = summary / len(gens)
+    norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    opt.step()
+    sched.step()
+    kl_steps = summary[3:].clone()
+    hist.J.append(float(summary[0]))
+    hist.log_reward.append(float(summary[1]))
+    hist.kl.append(float(kl_steps.sum()))
+    hist.kl_per_step.append(kl_steps.cpu().tolist())
+    hist.kl_init.append(float(summary[2]))
+    hist.grad_norm.append(float(norm))
 
 
 def sample(augmented: AugmentedModel, n: int, *, c=None, y, generator=None,
