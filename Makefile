@@ -73,11 +73,19 @@ book: $(STAMP)
 
 test: lint test-unit test-notebooks
 
+# Tests run in TEST_JOBS processes (pytest-xdist; one test file or notebook per process, so a
+# module's fixtures are built once) with one torch thread each: on the 2-core CI machine two
+# single-threaded processes finish sooner than one process with two threads, because most
+# tensors in the tests are small. TEST_JOBS=1 runs them in this process.
+TEST_JOBS ?= 2
+XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+TEST_ENV := $(if $(filter 1,$(TEST_JOBS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
+
 test-unit: $(STAMP)
-	$(PY) -m pytest --durations=10
+	$(TEST_ENV) $(PY) -m pytest $(XDIST) --durations=15
 
 test-notebooks: $(STAMP)
-	$(PY) -m pytest $(NBVAL_FLAGS) notebooks/*.ipynb
+	$(TEST_ENV) $(PY) -m pytest $(XDIST) $(NBVAL_FLAGS) notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(PY) -m ruff check ctrl_teach tests tools benchmarks examples
