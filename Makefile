@@ -2,7 +2,7 @@
 #
 #   make book     create .venv if needed, execute every chapter, build _build/html
 #   make test     same setup, then ruff, the unit tests and every notebook under nbval
-#   make weights  retrain the checkpoints shipped in ctrl_teach/pretrained/weights
+#   make weights  retrain the checkpoints shipped in ctrl_teach/pretrained/ (weights/, diffusers/)
 #   make notebooks  re-execute the chapters, keeping only the nbval-checked outputs
 #   make lint     ruff only
 #   make clean    remove _build
@@ -92,6 +92,7 @@ lint: $(STAMP)
 
 weights: $(STAMP)
 	$(PY) -m ctrl_teach.pretrained retrain all
+	$(PY) -m ctrl_teach.diffusers_bridge.tiny_model --out ctrl_teach/pretrained/diffusers/tiny-digits
 
 notebooks: $(STAMP)
 	$(PY) tools/refresh_notebooks.py notebooks/*.ipynb

@@ -140,6 +140,10 @@ class DiffusionSampler:
         num_steps: number of reverse steps ``K`` (default: all ``T``, i.e. DDPM).
         eta: DDIM's stochasticity; 1 gives the DDPM posterior variance, 0 is deterministic.
         clip_x0: if set, clamp ``x0_hat`` to ``[-clip_x0, clip_x0]`` (images in [-1, 1]).
+        rederive_eps: with ``clip_x0``, recompute ``eps`` from the clipped ``x0_hat`` (the
+            default; DDPM's posterior mean and Glide do this) or keep the network's ``eps`` in
+            the direction term (diffusers' ``DDIMScheduler.step`` with its default
+            ``use_clipped_model_output=False``).
 
     The visited steps are ``T = tau_K > ... > tau_1 > tau_0 = 0``; step ``i`` (``i = 0..K-1``)
     goes from ``tau_{K-i}`` to ``tau_{K-i-1}``.
@@ -148,7 +152,7 @@ class DiffusionSampler:
     """
 
     def __init__(self, schedule: NoiseSchedule, num_steps: int | None = None, eta: float = 1.0,
-                 clip_x0: float | None = None):
+                 clip_x0: float | None = None, rederive_eps: bool = True):
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
         K = schedule.T if num_steps is None else check_positive_int("num_steps", num_steps)
@@ -157,12 +161,60 @@ class DiffusionSampler:
         self.schedule = schedule
         self.eta = check_positive_float("eta", eta, allow_zero=True)
         self.clip_x0 = None if clip_x0 is None else check_positive_float("clip_x0", clip_x0)
+        self.rederive_eps = bool(rederive_eps)
         taus = torch.linspace(schedule.T, 0, K + 1, dtype=torch.float64).round().long()
-        self.timesteps = taus[:-1]          # t for step i
-        self.prev_timesteps = taus[1:]      # t' for step i
-        ab, abp = schedule.alpha_bar[self.timesteps], schedule.alpha_bar[self.prev_timesteps]
-        # DDIM eq. 16: sigma_t(eta)
+        self._set_grid(taus[:-1], taus[1:])
+
+    def _set_grid(self, timesteps: torch.Tensor, prev_timesteps: torch.Tensor) -> None:
+        """Store the visited steps (step ``i`` goes from ``timesteps[i]`` to
+        ``prev_timesteps[i]``) and their DDIM eq. 16 stds ``sigma_t(eta)``."""
+        self.timesteps = timesteps            # t for step i
+        self.prev_timesteps = prev_timesteps  # t' for step i
+        ab = self.schedule.alpha_bar[self.timesteps]
+        abp = self.schedule.alpha_bar[self.prev_timesteps]
         self.sigmas = self.eta * ((1 - abp) / (1 - ab) * (1 - ab / abp)).clamp(min=0).sqrt()
+
+    @classmethod
+    def from_timesteps(cls, schedule: NoiseSchedule, timesteps, prev_timesteps, eta: float = 1.0,
+                       clip_x0: float | None = None,
+                       rederive_eps: bool = True) -> DiffusionSampler:
+        """A sampler over an explicit grid: step ``i`` goes from ``timesteps[i]`` to
+        ``prev_timesteps[i]`` with the step of DDIM eq. 12 and the std of eq. 16.
+
+        Used to reproduce another library's timestep spacing exactly (diffusers'
+        ``"leading"`` / ``"trailing"`` / ``"linspace"`` grids, see
+        :func:`ctrl_teach.diffusers_bridge.sampler_from_scheduler`). ``prev_timesteps[i]`` need
+        not equal ``timesteps[i + 1]`` (diffusers' DDIM always steps back by
+        ``T // num_steps``); each step is still one exact Gaussian.
+
+        Args:
+            schedule: the :class:`NoiseSchedule`.
+            timesteps: ``(K,)`` strictly decreasing integer steps in ``1..T``.
+            prev_timesteps: ``(K,)`` integer steps with ``0 <= prev_timesteps[i] <=
+                timesteps[i]``.
+            eta: DDIM's stochasticity.
+            clip_x0: optional clamp of ``x0_hat``.
+            rederive_eps: see the class docstring.
+
+        Returns:
+            A :class:`DiffusionSampler`.
+
+        Introduced in: Chapter 10 (CTRL on a real diffusion model).
+        """
+        t = torch.as_tensor(timesteps).long().reshape(-1)
+        tp = torch.as_tensor(prev_timesteps).long().reshape(-1)
+        if t.numel() < 1 or t.shape != tp.shape:
+            raise ValueError(f"timesteps and prev_timesteps must be non-empty and of equal "
+                             f"length, got {t.numel()} and {tp.numel()}")
+        if (t < 1).any() or (t > schedule.T).any() or (t[1:] >= t[:-1]).any():
+            raise ValueError(f"timesteps must strictly decrease within 1..{schedule.T}, "
+                             f"got {t.tolist()}")
+        if (tp < 0).any() or (tp > t).any():
+            raise ValueError(f"prev_timesteps must satisfy 0 <= prev_timesteps[i] <= "
+                             f"timesteps[i], got {tp.tolist()}")
+        sampler = cls(schedule, t.numel(), eta, clip_x0, rederive_eps)
+        sampler._set_grid(t, tp)
+        return sampler
 
     @classmethod
     def ddpm(cls, schedule: NoiseSchedule, clip_x0: float | None = None) -> DiffusionSampler:
@@ -197,7 +249,8 @@ class DiffusionSampler:
         x0_hat = self.schedule.predict_x0(x_t, t, eps)
         if self.clip_x0 is not None:
             x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
-            eps = (x_t - ab.sqrt().item() * x0_hat) / (1 - ab).sqrt().item()
+            if self.rederive_eps:
+                eps = (x_t - ab.sqrt().item() * x0_hat) / (1 - ab).sqrt().item()
         direction = float((1 - abp - sigma**2).clamp(min=0).sqrt())
         mean = abp.sqrt().item() * x0_hat + direction * eps
         return GaussianStep(mean=mean, std=sigma, t=t, t_prev=tp, eps=eps, x0_hat=x0_hat)
