@@ -4,7 +4,7 @@ Every baseline turns the same offline labelled data that CTRL's classifier is tr
 a sampler for ``p(x | c, y)`` on top of a frozen pre-trained eps-network:
 
 * :mod:`.noisy_classifier` + :mod:`.classifier_guidance`: a time-conditioned classifier
-  ``p_phi(y | x_t, t)`` trained on noised data, and guidance with scale ``s``
+  ``p_phi(y | x_t, t)`` trained on noised data, and guidance with scale ``lambda``
   (Dhariwal & Nichol 2021);
 * :mod:`.cfg`: classifier-free guidance with weight ``w`` from a ``y``-conditioned copy of
   the pre-trained network trained with label dropout (Ho & Salimans 2022);

@@ -13,7 +13,8 @@ grad log p_t(y | x_t)``, gives two samplers (Dhariwal & Nichol 2021):
   by ``s sigma_t^2 grad_x log p_phi(y | x_t, t)``, i.e. a control ``a = s sigma_t grad`` in
   units of the step's noise (the ``control`` argument of ``DiffusionSampler.sample``).
 
-The scale ``s`` samples (approximately) ``p(x | c) p(y | x)^s``; ``s = 1`` is the CTRL target.
+The scale ``lambda`` samples (approximately) ``p(x | c) p(y | x)^lambda``; ``lambda = 1`` is the
+CTRL target.
 CTRL's optimal control at ``alpha = 1`` is the same correction, learned by RL from a *clean*
 classifier instead of a noisy one (related-methods.md, Sec. 2).
 """

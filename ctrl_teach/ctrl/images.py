@@ -55,8 +55,8 @@ def fit_digit_reward(scorer_name: str = "ink", num_buckets: int = 2, n: int = 14
                      seed: int = 0) -> DigitReward:
     """Train and calibrate ``p(y | x)`` on ``n`` real digits labelled by a true scorer.
 
-    Minimises the cross-entropy, then fits the temperature ``T`` of ``softmax(logits / T)``
-    on the held-out 20 % (Guo et al. 2017), with
+    Minimises the cross-entropy, then fits the temperature ``tau_cal`` of
+    ``softmax(logits / tau_cal)`` on the held-out 20 % (Guo et al. 2017), with
     :func:`~ctrl_teach.ctrl.train_calibrated_classifier`.
 
     Args:

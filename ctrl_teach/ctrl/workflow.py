@@ -117,7 +117,7 @@ def fit_classifier(x: torch.Tensor, y, *, c=None, num_labels: int | None = None,
     """Learn a calibrated reward ``p(y | x, c)`` from offline pairs: fit, then temperature-scale.
 
     An MLP for ``(N, d)`` inputs, a CNN for ``(N, C, H, W)`` images; 20 % of the data is held
-    out and used to choose the temperature ``T`` (Guo et al. 2017), through
+    out and used to choose the temperature ``tau_cal`` (Guo et al. 2017), through
     :func:`~ctrl_teach.ctrl.train_calibrated_classifier`.
 
     Args:

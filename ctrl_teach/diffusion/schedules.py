@@ -66,8 +66,9 @@ class NoiseSchedule:
 
         Nichol & Dhariwal 2021, eq. 17; betas are clipped at ``max_beta``. Their 0.999 makes
         the first reverse step ill-conditioned: its mean is about ``(x - eps) / sqrt(1 - beta_T)``,
-        so an error in ``eps`` at ``t = T`` is amplified ~30x. The book's models use 0.8
-        (amplification ~2.2, ``alpha_bar_T`` still below 1e-4 for ``T = 100``).
+        so an error in ``eps`` at ``t = T`` is amplified by
+        ``beta_T / (sqrt(1 - abar_T) sqrt(1 - beta_T))``, about 32 for 0.999. The book's models
+        use 0.8 (amplification ~1.8, ``alpha_bar_T`` still below 1e-4 for ``T = 100``).
         """
         T = check_positive_int("T", T)
         s = check_positive_float("s", s)

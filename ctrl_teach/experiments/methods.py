@@ -53,7 +53,7 @@ class ProblemClassifierFit:
         reward: the frozen, temperature-scaled classifier (CTRL's reward, DPS's classifier).
         val_nll: held-out negative log-likelihood after temperature scaling.
         val_accuracy: held-out accuracy.
-        temperature: the fitted temperature ``T``.
+        temperature: the fitted temperature ``tau_cal``.
         n_val: size of the held-out split (used for the temperature).
 
     Introduced in: Chapter 8 (Experiments and error analysis).

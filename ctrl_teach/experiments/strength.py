@@ -5,7 +5,7 @@ Each method has one knob that trades accuracy for distance to the target and div
 * CTRL: the reward weight ``gamma`` (``= 1 / alpha``; the optimum samples
   ``p_pre(x | c) p(y | x)^gamma``), one fine-tuning per value;
 * CFG: the guidance weight ``w`` (``eps = (1 + w) eps(c, y) - w eps(c, null)``);
-* classifier guidance: the scale ``s``; DPS: the step size ``zeta``.
+* classifier guidance: the scale ``lambda``; DPS: the step size ``zeta``.
 
 The distance is always to the ``gamma = 1`` target ``p(x | c, y)``, so every curve should pass
 closest to it at its "calibrated" strength (1 for CTRL and CG, 0 for CFG) if the method is
