@@ -44,7 +44,7 @@ BOOK_FLAGS := --all -W --keep-going --builder html
 # use this environment's kernel, sanitise floats/devices/timings, generous cell timeout.
 NBVAL_FLAGS := --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg \
-	--nbval-cell-timeout=1200 -p no:cacheprovider --durations=10
+	--nbval-cell-timeout=2400 -p no:cacheprovider --durations=10
 
 .PHONY: help venv book test test-unit test-notebooks lint weights notebooks clean assignments \
 	check-render

@@ -16,6 +16,16 @@ from .adjoint_matching import (
     lean_adjoint,
     sample_trajectories,
 )
+from .compare import (
+    HYPERPARAMETERS,
+    METHODS,
+    BenchProblem,
+    format_table,
+    make_problem,
+    plot_compute,
+    run_experiment,
+    run_method,
+)
 from .draft import finetune_draft
 from .policy_gradient import BASELINES, finetune_policy_gradient, policy_gradient_surrogate
 from .smc import SMCResult, effective_sample_size, systematic_resample, twisted_smc
@@ -35,4 +45,7 @@ __all__ = [
     "trajectory_balance", "trajectory_balance_residual", "behaviour_trajectories",
     "TrajectoryBalanceHistory",
     "twisted_smc", "SMCResult", "systematic_resample", "effective_sample_size",
+    # the side-by-side experiment (Chapter 9)
+    "HYPERPARAMETERS", "METHODS", "BenchProblem", "make_problem", "run_method",
+    "run_experiment", "format_table", "plot_compute",
 ]
