@@ -60,7 +60,7 @@ def plot_sample_efficiency(results: dict, metrics=("ed", "accuracy")):
             if metric == "ed":
                 ax.set_yscale("symlog", linthresh=1e-2)
             ax.set_title(prob)
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -96,7 +96,7 @@ def plot_dataset_construction(results: dict):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(budgets))])
         ax.set_xticklabels([f"B={b}" for b in budgets])
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     fig.suptitle("two attributes at equal labelling budget")
     fig.tight_layout()
     return fig
@@ -124,14 +124,14 @@ def plot_strength_sweep(results: dict):
             ax.plot([r[xkey] for r in rows], [r["accuracy"] for r in rows], "o-",
                     color=_COLORS.get(method), label=f"{method} ({rows[0]['knob']})")
             for r in rows:
-                ax.annotate(f"{r['value']:g}", (r[xkey], r["accuracy"]), fontsize=7,
+                ax.annotate(f"{r['value']:g}", (r[xkey], r["accuracy"]), fontsize=9,
                             xytext=(3, 3), textcoords="offset points")
     axes[0].set_xscale("symlog", linthresh=1e-2)
     axes[0].set_xlabel("energy distance to p(x | c, y)")
     axes[1].set_xlabel("diversity / target's")
     for ax in axes:
         ax.set_ylabel("accuracy (truth)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -197,7 +197,7 @@ def plot_finetune_cost(results: dict):
         axes[1].set_ylabel(f"MiB ({r['memory_method']})")
         for ax in axes:
             ax.set_xlabel("sampler steps K")
-        axes[0].legend(fontsize=8)
+        axes[0].legend(fontsize=10)
 
     return _per_problem_figure(_part(results, "finetune_cost"), draw)
 
