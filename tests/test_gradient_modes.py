@@ -2,7 +2,7 @@
 
 import torch
 
-from ctrl_teach.ctrl import HeadAugmentedModel, MLPClassifier, rollout
+from ctrl_teach.ctrl import HeadAugmentedModel, MLPClassifier, finetune, rollout
 from ctrl_teach.diffusion import DiffusionSampler
 from ctrl_teach.pretrained import load_pretrained
 
@@ -32,3 +32,14 @@ def test_random_truncation_keeps_the_state_path_and_changes_the_gradient():
         assert x_T.grad.abs().sum() > 0        # the latent is never detached
     assert torch.allclose(grads["full"], grads["checkpoint"], atol=1e-6)
     assert not torch.allclose(grads["full"], grads["random"], atol=1e-6)
+
+
+def test_random_truncation_survives_iterations_with_every_step_detached():
+    # U ~ Unif{0..K} detaches every step with probability 1/(K+1): such an iteration has no
+    # gradient, and fine-tuning must skip it rather than fail.
+    pre = load_pretrained("toy-gmm")
+    sampler = DiffusionSampler(pre.schedule, num_steps=3, eta=1.0)
+    aug = HeadAugmentedModel(pre.network, sampler, num_labels=2)
+    hist = finetune(aug, MLPClassifier(num_labels=2), iterations=16, batch_size=8,
+                    gradient="random", seed=0)
+    assert len(hist.J) == 16 and min(hist.grad_norm) == 0.0

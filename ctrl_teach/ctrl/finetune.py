@@ -290,7 +290,8 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
                           gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
             loss = -out.J.mean()
             opt.zero_grad()
-            loss.backward()
+            if loss.requires_grad:   # "random" can detach every step: then nothing to learn
+                loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
             opt.step()
             sched.step()
@@ -325,7 +326,8 @@ def _sharded_iteration(hist, augmented, reward_model, opt, sched, params, gens, 
     for gen in gens:
         c, y = draw_labels(augmented, n_shard, gen)
         out = rollout(augmented, reward_model, c=c, y=y, generator=gen, **rollout_kwargs)
-        (-out.J.mean()).backward()
+        if out.J.requires_grad:   # "random" can detach every step of a shard
+            (-out.J.mean()).backward()
         rows.append(torch.cat([out.J.detach().mean().reshape(1),
                                out.log_reward.detach().mean().reshape(1),
                                out.kl_init.detach().mean().reshape(1), out.kl.detach().mean(0)]))
