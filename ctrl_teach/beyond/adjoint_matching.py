@@ -40,18 +40,17 @@ memoryless even with ``alpha_bar_T ~ 0`` (the deterministic part of the step car
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from .._checks import check_nonnegative_int, check_positive_float, check_positive_int
-from .._optim import cosine_lr_factor
+from .._checks import check_positive_float
 from ..ctrl.augmented import AugmentedModel, control_kl, pair_index
 from ..ctrl.finetune import draw_labels
 from ..diffusion import model_device
-from ..profiles import gaussian_noise, make_generator, progress_bar
-from ..target import check_reward, num_reward_labels, reward_log_prob
+from ..profiles import gaussian_noise, make_generator
+from ..target import reward_log_prob
+from ._loop import adam_with_schedule, check_fit, clipped_step, train_loop
 
 __all__ = ["AdjointMatchingHistory", "Trajectories", "sample_trajectories", "lean_adjoint",
            "adjoint_matching_loss", "adjoint_matching"]
@@ -210,28 +209,6 @@ def adjoint_matching_loss(augmented: AugmentedModel, paths: Trajectories,
     return loss
 
 
-def _check_fit(augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha,
-               gamma):
-    """The argument checks of a fine-tuning loop (shared with :mod:`.trajectory_balance`);
-    returns the checked values and the trainable parameters."""
-    if not isinstance(augmented, AugmentedModel):
-        raise ValueError(f"augmented must be an AugmentedModel, got {type(augmented).__name__}")
-    checked = (check_positive_int("iterations", iterations),
-               check_positive_int("batch_size", batch_size), check_positive_float("lr", lr),
-               check_positive_float("clip_grad", clip_grad),
-               check_nonnegative_int("warmup", warmup), check_positive_float("alpha", alpha),
-               check_positive_float("gamma", gamma))
-    if num_reward_labels(reward_model) != augmented.num_labels:
-        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
-                         f"augmented model has num_labels={augmented.num_labels}")
-    check_reward(reward_model, augmented.data_shape)
-    reward_model.requires_grad_(False)
-    params = augmented.trainable_parameters()
-    if not params:
-        raise ValueError("augmented has no trainable parameters")
-    return (*checked, params)
-
-
 def adjoint_matching(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
                      batch_size: int = 256, lr: float = 1e-3, warmup: int = 20,
                      clip_grad: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
@@ -266,26 +243,19 @@ def adjoint_matching(augmented: AugmentedModel, reward_model, *, iterations: int
     if getattr(augmented, "variance", False):
         raise ValueError("augmented must be mean-only (variance=False): adjoint matching "
                          "regresses the mean shift only")
-    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = _check_fit(
+    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = check_fit(
         augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha, gamma)
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: cosine_lr_factor(k, iterations, warmup))
+    opt, sched = adam_with_schedule(params, lr, iterations, warmup)
     gen = make_generator(seed=seed)
     hist = AdjointMatchingHistory()
-    start = time.perf_counter()
-    augmented.train()
-    for k in progress_bar(range(iterations), desc="adjoint matching", enabled=progress):
+
+    def one_iteration(k):
         c, y = draw_labels(augmented, batch_size, gen)
         paths = sample_trajectories(augmented, c=c, y=y, generator=gen)
         adj = lean_adjoint(augmented, reward_model, paths.states, c=paths.c, y=paths.y,
                            alpha=alpha, gamma=gamma)
         loss = adjoint_matching_loss(augmented, paths, adj)
-        opt.zero_grad()
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        sched.step()
+        norm = clipped_step(loss, params, opt, sched, clip_grad)
         with torch.no_grad():
             logr = reward_log_prob(reward_model, paths.states[-1], c=paths.c, y=paths.y)
         total_kl = paths.kl.sum(1) + paths.kl_init
@@ -293,13 +263,7 @@ def adjoint_matching(augmented: AugmentedModel, reward_model, *, iterations: int
         hist.J.append(float((gamma * logr - alpha * total_kl).mean()))
         hist.log_reward.append(float(logr.mean()))
         hist.kl.append(float(total_kl.mean()))
-        hist.grad_norm.append(float(norm))
-        if callback is not None:
-            augmented.eval()
-            stop = callback(k + 1, hist)
-            augmented.train()
-            if stop:
-                break
-    augmented.eval()
-    hist.wall_time = time.perf_counter() - start
-    return hist
+        hist.grad_norm.append(norm)
+
+    return train_loop(augmented, iterations, one_iteration, hist, desc="adjoint matching",
+                      progress=progress, callback=callback)

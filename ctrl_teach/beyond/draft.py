@@ -19,16 +19,12 @@ controlled step differentiated) is ``truncate_steps=2``.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from .._checks import check_nonnegative_int, check_positive_float, check_positive_int
-from .._optim import cosine_lr_factor
+from .._checks import check_positive_int
 from ..ctrl.augmented import AugmentedModel
 from ..ctrl.finetune import FinetuneHistory, draw_labels, rollout
-from ..profiles import progress_bar
-from ..target import check_reward, num_reward_labels
+from ._loop import adam_with_schedule, check_fit, clipped_step, train_loop
 
 __all__ = ["finetune_draft"]
 
@@ -65,57 +61,30 @@ def finetune_draft(augmented: AugmentedModel, reward_model, *, iterations: int =
 
     Introduced in: Chapter 9 (Beyond CTRL).
     """
-    iterations = check_positive_int("iterations", iterations)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr, clip_grad = check_positive_float("lr", lr), check_positive_float("clip_grad", clip_grad)
-    warmup = check_nonnegative_int("warmup", warmup)
-    gamma = check_positive_float("gamma", gamma)
+    iterations, batch_size, lr, clip_grad, warmup, _, gamma, params = check_fit(
+        augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, 1.0, gamma)
     truncate_steps = check_positive_int("truncate_steps", truncate_steps)
     sigmas = augmented.sampler.sigmas
     if not bool((sigmas[max(0, sigmas.numel() - truncate_steps):] > 0).any()):
         raise ValueError(f"truncate_steps={truncate_steps} differentiates no controlled step "
                          "(the last chain step is noise-free); use at least 2")
-    if num_reward_labels(reward_model) != augmented.num_labels:
-        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
-                         f"augmented model has num_labels={augmented.num_labels}")
-    check_reward(reward_model, augmented.data_shape)
-    reward_model.requires_grad_(False)
-    params = augmented.trainable_parameters()
-    if not params:
-        raise ValueError("augmented has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: cosine_lr_factor(k, iterations, warmup))
+    opt, sched = adam_with_schedule(params, lr, iterations, warmup)
     gen = torch.Generator().manual_seed(seed)
     hist = FinetuneHistory()
-    it = progress_bar(range(iterations), desc="DRaFT fine-tuning", enabled=progress)
-    start = time.perf_counter()
-    augmented.train()
-    for k in it:
+
+    def one_iteration(k):
         c, y = draw_labels(augmented, batch_size, gen)
         out = rollout(augmented, reward_model, c=c, y=y, generator=gen, gamma=gamma,
                       gradient="truncated", truncate_steps=truncate_steps)
         loss = -gamma * out.log_reward.mean()            # no KL: the DRaFT objective
-        opt.zero_grad()
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        sched.step()
+        norm = clipped_step(loss, params, opt, sched, clip_grad)
         kl_steps = out.kl.detach().mean(0)
         hist.J.append(float(-loss.detach()))
         hist.log_reward.append(float(out.log_reward.detach().mean()))
         hist.kl.append(float(kl_steps.sum()))
         hist.kl_per_step.append(kl_steps.cpu().tolist())
         hist.kl_init.append(float(out.kl_init.detach().mean()))
-        hist.grad_norm.append(float(norm))
-        it.set_postfix(logp=f"{hist.log_reward[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}",
-                       refresh=False)
-        if callback is not None:
-            augmented.eval()
-            stop = callback(k + 1, hist)
-            augmented.train()
-            if stop:
-                break
-    augmented.eval()
-    hist.wall_time = time.perf_counter() - start
-    return hist
+        hist.grad_norm.append(norm)
+
+    return train_loop(augmented, iterations, one_iteration, hist, desc="DRaFT fine-tuning",
+                      progress=progress, callback=callback)

@@ -29,17 +29,15 @@ coordinates (DDPO's code averages them, which rescales the step; see related-met
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from .._checks import check_choice, check_nonnegative_int, check_positive_float, check_positive_int
-from .._optim import cosine_lr_factor
+from .._checks import check_choice, check_positive_float
 from ..ctrl.augmented import AugmentedModel, control_kl
 from ..ctrl.finetune import FinetuneHistory, draw_labels
 from ..diffusion import model_device
-from ..profiles import gaussian_noise, progress_bar
-from ..target import check_reward, num_reward_labels, reward_log_prob
+from ..profiles import gaussian_noise
+from ..target import reward_log_prob
+from ._loop import adam_with_schedule, check_fit, clipped_step, train_loop
 
 __all__ = ["BASELINES", "policy_gradient_surrogate", "finetune_policy_gradient"]
 
@@ -150,52 +148,26 @@ def finetune_policy_gradient(augmented: AugmentedModel, reward_model, *, iterati
 
     Introduced in: Chapter 9 (Beyond CTRL).
     """
-    iterations = check_positive_int("iterations", iterations)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr, clip_grad = check_positive_float("lr", lr), check_positive_float("clip_grad", clip_grad)
-    warmup = check_nonnegative_int("warmup", warmup)
-    alpha, gamma = check_positive_float("alpha", alpha), check_positive_float("gamma", gamma)
+    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = check_fit(
+        augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha, gamma)
     check_choice("baseline", baseline, BASELINES)
-    if num_reward_labels(reward_model) != augmented.num_labels:
-        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
-                         f"augmented model has num_labels={augmented.num_labels}")
-    check_reward(reward_model, augmented.data_shape)
-    reward_model.requires_grad_(False)
-    params = augmented.trainable_parameters()
-    if not params:
-        raise ValueError("augmented has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: cosine_lr_factor(k, iterations, warmup))
+    opt, sched = adam_with_schedule(params, lr, iterations, warmup)
     gen = torch.Generator().manual_seed(seed)
     hist = FinetuneHistory()
-    it = progress_bar(range(iterations), desc="policy gradient", enabled=progress)
-    start = time.perf_counter()
-    augmented.train()
-    for k in it:
+
+    def one_iteration(k):
         c, y = draw_labels(augmented, batch_size, gen)
         surrogate, J, logr, kl = policy_gradient_surrogate(
             augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha, gamma=gamma,
             baseline=baseline)
-        opt.zero_grad()
-        (-surrogate).backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        sched.step()
+        norm = clipped_step(-surrogate, params, opt, sched, clip_grad)
         kl_steps = kl.mean(0)
         hist.J.append(float(J.mean()))
         hist.log_reward.append(float(logr.mean()))
         hist.kl.append(float(kl_steps.sum()))
         hist.kl_per_step.append(kl_steps.cpu().tolist())
         hist.kl_init.append(0.0)
-        hist.grad_norm.append(float(norm))
-        it.set_postfix(J=f"{hist.J[-1]:.3f}", KL=f"{hist.kl[-1]:.3f}", refresh=False)
-        if callback is not None:
-            augmented.eval()
-            stop = callback(k + 1, hist)
-            augmented.train()
-            if stop:
-                break
-    augmented.eval()
-    hist.wall_time = time.perf_counter() - start
-    return hist
+        hist.grad_norm.append(norm)
+
+    return train_loop(augmented, iterations, one_iteration, hist, desc="policy gradient",
+                      progress=progress, callback=callback)

@@ -35,20 +35,18 @@ E_pre[exp(r / alpha)]``: ``alpha log Z_theta`` estimates the certificate's ``alp
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from .._checks import check_positive_float
-from .._optim import cosine_lr_factor
 from ..ctrl.augmented import AugmentedModel, pair_index
 from ..ctrl.finetune import draw_labels
 from ..diffusion import model_device
-from ..profiles import gaussian_noise, make_generator, progress_bar
+from ..profiles import gaussian_noise, make_generator
 from ..target import reward_log_prob
-from .adjoint_matching import _check_fit
+from ._loop import adam_with_schedule, check_fit, clipped_step, train_loop
 
 __all__ = ["TrajectoryBalanceHistory", "behaviour_trajectories", "trajectory_balance_residual",
            "trajectory_balance"]
@@ -204,33 +202,25 @@ def trajectory_balance(augmented: AugmentedModel, reward_model, *, iterations: i
 
     Introduced in: Chapter 9 (Beyond CTRL).
     """
-    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = _check_fit(
+    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = check_fit(
         augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha, gamma)
     lr_log_z = check_positive_float("lr_log_z", lr_log_z)
     noise_scale = check_positive_float("noise_scale", noise_scale)
     rows = (augmented.num_conditions + 1) * augmented.num_labels
     log_z = nn.Parameter(torch.zeros(rows, device=model_device(augmented.network)))
-    opt, opt_z = torch.optim.Adam(params, lr=lr), torch.optim.SGD([log_z], lr=lr_log_z)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: cosine_lr_factor(k, iterations, warmup))
+    opt, sched = adam_with_schedule(params, lr, iterations, warmup)
+    opt_z = torch.optim.SGD([log_z], lr=lr_log_z)
     gen = make_generator(seed=seed)
     hist = TrajectoryBalanceHistory()
-    start = time.perf_counter()
-    augmented.train()
-    for k in progress_bar(range(iterations), desc="trajectory balance", enabled=progress):
+
+    def one_iteration(k):
         c, y = draw_labels(augmented, batch_size, gen)
         states = behaviour_trajectories(augmented, c=c, y=y, noise_scale=noise_scale,
                                         generator=gen)
         delta = trajectory_balance_residual(augmented, reward_model, log_z, states, c=c, y=y,
                                             alpha=alpha, gamma=gamma)
         loss = delta.pow(2).mean()
-        opt.zero_grad()
-        opt_z.zero_grad()
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
-        opt_z.step()
-        sched.step()
+        norm = clipped_step(loss, params, opt, sched, clip_grad, extra=(opt_z,))
         cc, yy = augmented.prepare_labels(c, y, batch_size, states.device)
         with torch.no_grad():
             logr = reward_log_prob(reward_model, states[-1], c=cc, y=yy)
@@ -238,14 +228,9 @@ def trajectory_balance(augmented: AugmentedModel, reward_model, *, iterations: i
         hist.loss.append(float(loss.detach()))
         hist.log_z.append(float(log_z.detach()[idx].mean()))
         hist.log_reward.append(float(logr.mean()))
-        hist.grad_norm.append(float(norm))
-        if callback is not None:
-            augmented.eval()
-            stop = callback(k + 1, hist)
-            augmented.train()
-            if stop:
-                break
-    augmented.eval()
+        hist.grad_norm.append(norm)
+
+    train_loop(augmented, iterations, one_iteration, hist, desc="trajectory balance",
+               progress=progress, callback=callback)
     hist.log_z_table = log_z.detach().clone()
-    hist.wall_time = time.perf_counter() - start
     return hist
