@@ -1,8 +1,9 @@
 """The training-loop scaffolding the fine-tuning methods of this package share.
 
 Each method differs only in what one iteration computes (a surrogate, a regression, a squared
-residual); the argument checks, the Adam optimiser with the library's cosine schedule, the
-clipped step, the progress bar, the callback and the timing are the same, and live here once.
+residual); the argument checks (``ctrl.finetune.check_fit``, shared with CTRL), the Adam
+optimiser with the library's cosine schedule, the clipped step, the progress bar, the callback
+and the timing are the same, and live here once.
 """
 
 from __future__ import annotations
@@ -11,33 +12,9 @@ import time
 
 import torch
 
-from .._checks import check_nonnegative_int, check_positive_float, check_positive_int
 from .._optim import cosine_lr_factor
-from ..ctrl.augmented import AugmentedModel
+from ..ctrl.finetune import check_fit  # noqa: F401  (the beyond methods import it from here)
 from ..profiles import progress_bar
-from ..target import check_reward, num_reward_labels
-
-
-def check_fit(augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha,
-              gamma):
-    """The argument checks of a fine-tuning loop; returns the checked values and the
-    trainable parameters (the reward is frozen)."""
-    if not isinstance(augmented, AugmentedModel):
-        raise ValueError(f"augmented must be an AugmentedModel, got {type(augmented).__name__}")
-    checked = (check_positive_int("iterations", iterations),
-               check_positive_int("batch_size", batch_size), check_positive_float("lr", lr),
-               check_positive_float("clip_grad", clip_grad),
-               check_nonnegative_int("warmup", warmup), check_positive_float("alpha", alpha),
-               check_positive_float("gamma", gamma))
-    if num_reward_labels(reward_model) != augmented.num_labels:
-        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
-                         f"augmented model has num_labels={augmented.num_labels}")
-    check_reward(reward_model, augmented.data_shape)
-    reward_model.requires_grad_(False)
-    params = augmented.trainable_parameters()
-    if not params:
-        raise ValueError("augmented has no trainable parameters")
-    return (*checked, params)
 
 
 def adam_with_schedule(params, lr: float, iterations: int, warmup: int):

@@ -116,6 +116,28 @@ def draw_labels(augmented: AugmentedModel, n: int, generator=None):
 GRADIENT_MODES = ("full", "checkpoint", "truncated", "random")
 
 
+def check_fit(augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha,
+              gamma):
+    """The argument checks of a fine-tuning loop (this module's and :mod:`ctrl_teach.beyond`'s);
+    returns the checked values and the trainable parameters (the reward is frozen)."""
+    if not isinstance(augmented, AugmentedModel):
+        raise ValueError(f"augmented must be an AugmentedModel, got {type(augmented).__name__}")
+    checked = (check_positive_int("iterations", iterations),
+               check_positive_int("batch_size", batch_size), check_positive_float("lr", lr),
+               check_positive_float("clip_grad", clip_grad),
+               check_nonnegative_int("warmup", warmup), check_positive_float("alpha", alpha),
+               check_positive_float("gamma", gamma))
+    if num_reward_labels(reward_model) != augmented.num_labels:
+        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
+                         f"augmented model has num_labels={augmented.num_labels}")
+    check_reward(reward_model, augmented.data_shape)
+    reward_model.requires_grad_(False)
+    params = augmented.trainable_parameters()
+    if not params:
+        raise ValueError("augmented has no trainable parameters")
+    return (*checked, params)
+
+
 def _detach_network_part(sampler, step, a, x_t, i):
     """Step ``i`` with its network outputs detached but its linear dependence on ``x_t`` kept:
     ``mean = A_i x_t + B_i eps + sigma a`` becomes ``A_i x_t + stopgrad(B_i eps + sigma a)``."""
@@ -241,19 +263,8 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
-    iterations = check_positive_int("iterations", iterations)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr, clip_grad = check_positive_float("lr", lr), check_positive_float("clip_grad", clip_grad)
-    warmup = check_nonnegative_int("warmup", warmup)
-    alpha, gamma = check_positive_float("alpha", alpha), check_positive_float("gamma", gamma)
-    if num_reward_labels(reward_model) != augmented.num_labels:
-        raise ValueError(f"reward_model has {num_reward_labels(reward_model)} labels but the "
-                         f"augmented model has num_labels={augmented.num_labels}")
-    check_reward(reward_model, augmented.data_shape)
-    reward_model.requires_grad_(False)
-    params = augmented.trainable_parameters()
-    if not params:
-        raise ValueError("augmented has no trainable parameters")
+    iterations, batch_size, lr, clip_grad, warmup, alpha, gamma, params = check_fit(
+        augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha, gamma)
     opt = torch.optim.Adam(params, lr=lr)
     lr_decay = check_positive_float("lr_decay", lr_decay)
     rank, world_size = world_info()
