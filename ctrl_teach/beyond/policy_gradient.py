@@ -33,7 +33,7 @@ import torch
 
 from .._checks import check_choice, check_positive_float
 from ..ctrl.augmented import AugmentedModel, control_kl
-from ..ctrl.finetune import FinetuneHistory, draw_labels
+from ..ctrl.finetune import FinetuneHistory, draw_labels, leave_one_out_baseline
 from ..diffusion import model_device
 from ..profiles import gaussian_noise
 from ..target import reward_log_prob
@@ -48,11 +48,9 @@ def _baseline(G: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-step baseline ``b_k`` of shape ``G`` ``(N, K)`` (see the module docstring)."""
     if kind == "none":
         return torch.zeros_like(G)
-    n = G.shape[0]
-    total = G.sum(0, keepdim=True)
-    if kind == "mean" or n == 1:
-        return (total / n).expand_as(G)
-    return (total - G) / (n - 1)
+    if kind == "mean":
+        return G.mean(0, keepdim=True).expand_as(G)
+    return leave_one_out_baseline(G)
 
 
 def policy_gradient_surrogate(augmented: AugmentedModel, reward_model, *, c=None, y,
@@ -100,9 +98,7 @@ def policy_gradient_surrogate(augmented: AugmentedModel, reward_model, *, c=None
         x_next = x_next.detach()
         if step.std == 0:         # the noise-free last step: no action, no density
             return x_next, (torch.zeros(n, device=device), kl)
-        s = 1.0 if step.log_scale is None else step.log_scale.exp()
-        log_pi = torch.distributions.Normal(step.mean, step.std * s).log_prob(x_next)
-        return x_next, (log_pi.flatten(1).sum(1), kl)
+        return x_next, (step.log_prob(x_next), kl)
 
     out = augmented.sampler.run_chain(step_fn, x_T, generator=generator, wrap=wrap)
     with torch.no_grad():

@@ -20,6 +20,17 @@ Gradient modes:
   step's network outputs (the pre-trained eps, the control and its KL) are detached, so step
   ``i`` is detached with probability ``(K - i) / (K + 1)``. The state itself is never detached:
   the gradient still flows through the step's linear dependence on ``x_t``. Also biased.
+* ``"hybrid"``: score-function (REINFORCE) for the first ``score_steps`` noisy steps and for a
+  learned initial law, pathwise for the rest. The states of the first steps are constants;
+  their controls are differentiated through ``log pi_k(x_{k+1} | x_k)`` times the reward-to-go
+  ``G_k = gamma log p - alpha sum_{j > k} KL_j`` minus a leave-one-out baseline (as
+  :mod:`ctrl_teach.beyond.policy_gradient`), plus the analytic KL gradient at the fixed
+  state; the later steps are differentiated through the chain from the constant
+  ``x_{score_steps}``. Unbiased (the law of ``x_M`` by the likelihood ratio, the expectation
+  given ``x_M`` by the reparameterisation). It exists for rewards that are flat inside the
+  modes the early steps choose between (a saturated classifier): there the pathwise gradient
+  of the early controls is almost zero in every sample and the mode weights never move,
+  while the likelihood-ratio term sees which mode each trajectory ended in.
 
 Several processes: under ``torchrun --nproc_per_node=N`` (a default ``torch.distributed``
 process group), :func:`finetune` splits each batch over the ``N`` ranks and averages their
@@ -50,7 +61,8 @@ from .distributed import (
     world_info,
 )
 
-__all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels"]
+__all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels",
+           "leave_one_out_baseline"]
 
 
 @dataclass
@@ -63,6 +75,9 @@ class Rollout:
         kl: ``(N, K)`` per-step KL (the last, uncontrolled step has KL 0).
         J: ``(N,)`` per-trajectory objective ``gamma log p - alpha (sum_t KL_t + KL_init)``.
         kl_init: ``(N,)`` the initial-law KL (0 unless the model learns its initial law).
+        surrogate: ``(N,)`` what fine-tuning differentiates when it is not ``J`` itself
+            (``gradient="hybrid"``: the mean's gradient is the estimator of ``grad E[J]``; its
+            value is not ``J``), else ``None``.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -72,6 +87,12 @@ class Rollout:
     kl: torch.Tensor
     J: torch.Tensor
     kl_init: torch.Tensor
+    surrogate: torch.Tensor | None = None
+
+    @property
+    def objective(self) -> torch.Tensor:
+        """The per-trajectory quantity whose batch mean fine-tuning maximises."""
+        return self.J if self.surrogate is None else self.surrogate
 
 
 @dataclass
@@ -113,7 +134,16 @@ def draw_labels(augmented: AugmentedModel, n: int, generator=None):
     return c, y
 
 
-GRADIENT_MODES = ("full", "checkpoint", "truncated", "random")
+GRADIENT_MODES = ("full", "checkpoint", "truncated", "random", "hybrid")
+
+
+def leave_one_out_baseline(G: torch.Tensor) -> torch.Tensor:
+    """``b_n = mean_{m != n} G_m`` per column of ``G`` ``(N, ...)``: a score-function
+    baseline that does not depend on trajectory ``n``'s own actions (so it keeps the
+    estimator unbiased); the batch mean for ``N = 1``."""
+    n = G.shape[0]
+    total = G.sum(0, keepdim=True)
+    return (total / n).expand_as(G) if n == 1 else (total - G) / (n - 1)
 
 
 def check_fit(augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha,
@@ -149,7 +179,7 @@ def _detach_network_part(sampler, step, a, x_t, i):
 
 def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=None,
             alpha: float = 1.0, gamma: float = 1.0, gradient: str = "full",
-            truncate_steps: int = 10, x_T=None) -> Rollout:
+            truncate_steps: int = 10, score_steps: int | None = None, x_T=None) -> Rollout:
     """Run the fine-tuned chain with the graph kept and score it (the book's eq.
     ``eq-ctrl-objective``): ``J = gamma log p(y | x_0, c) - alpha (sum_t KL_t + KL_init)``.
 
@@ -161,10 +191,12 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
         generator: a ``torch.Generator`` for ``x_T`` and the step noise.
         alpha: KL weight.
         gamma: reward weight.
-        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"`` or ``"random"`` (see the
-            module docstring).
+        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"``, ``"random"`` or ``"hybrid"``
+            (see the module docstring).
         truncate_steps: with ``"truncated"``, the number of final steps differentiated.
-        x_T: optional start state.
+        score_steps: with ``"hybrid"``, the first steps differentiated by the score function
+            (default: half of the steps, ``K // 2``).
+        x_T: optional start state (not with ``"hybrid"``).
 
     Returns:
         A :class:`Rollout` (differentiable unless called under ``no_grad``).
@@ -180,13 +212,21 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
                          "affine in eps to detach the network part alone)")
     if not isinstance(y, torch.Tensor) or y.ndim != 1:
         raise ValueError("y must be a long tensor of shape (N,)")
+    K = augmented.sampler.num_steps
+    if gradient == "hybrid":
+        score_steps = K // 2 if score_steps is None else check_positive_int("score_steps",
+                                                                            score_steps)
+        if x_T is not None:
+            raise ValueError("x_T must be None with gradient='hybrid' (the initial law's "
+                             "density is part of the estimator)")
+        return _hybrid_rollout(augmented, reward_model, c, y, generator, alpha, gamma,
+                               min(score_steps, K))
     n = y.shape[0]
     device = model_device(augmented.network)
     c, y = augmented.prepare_labels(c, y, n, device)
     shape = (n, *augmented.data_shape)
     x = gaussian_noise(shape, generator, device) if x_T is None else x_T.to(device)
     x, kl_init = augmented.initial_state(x, c, y)
-    K = augmented.sampler.num_steps
     if gradient == "random":   # U_i ~ Unif{0..K} per step; detach step i's outputs if i < U_i
         detached = torch.arange(K) < torch.randint(0, K + 1, (K,), generator=generator)
 
@@ -210,10 +250,55 @@ def rollout(augmented: AugmentedModel, reward_model, *, c=None, y, generator=Non
     return Rollout(out.x, logr, kl, gamma * logr - alpha * (kl.sum(1) + kl_init), kl_init)
 
 
+def _hybrid_rollout(augmented, reward_model, c, y, generator, alpha, gamma, score_steps):
+    """``gradient="hybrid"`` (module docstring): score-function for the initial law and the
+    first ``score_steps`` noisy steps, pathwise after them."""
+    n = y.shape[0]
+    device = model_device(augmented.network)
+    c, y = augmented.prepare_labels(c, y, n, device)
+    z = gaussian_noise((n, *augmented.data_shape), generator, device)
+    x, kl_init = augmented.initial_state(z, c, y)
+    # log nu_theta(x_T) at the drawn x_T (0 for the fixed start N(0, I): nothing to learn)
+    log_init = (augmented.initial_log_prob(x.detach(), c, y) if augmented.init_mean is not None
+                else torch.zeros(n, device=device))
+    x = x.detach()
+
+    def step_fn(x_t, i):
+        step, a = augmented.step(x_t, i, c, y)
+        return step, (control_kl(a, step.log_scale), step)
+
+    def wrap(i, one_step, x_t):
+        if i >= score_steps:
+            x_next, (kl, step) = one_step(x_t)
+            return x_next, (kl, None)
+        x_next, (kl, step) = one_step(x_t.detach())    # a constant state: no pathwise graph
+        x_next = x_next.detach()
+        log_pi = step.log_prob(x_next) if step.std > 0 else torch.zeros(n, device=device)
+        return x_next, (kl, log_pi)
+
+    out = augmented.sampler.run_chain(step_fn, x, generator=generator, wrap=wrap)
+    kl = torch.stack([e[0] for e in out.extras], dim=1)
+    logr = reward_log_prob(reward_model, out.x, c=c, y=y)
+    J = gamma * logr - alpha * (kl.sum(1) + kl_init)
+    # the pathwise part: the reward and the KL of the steps after score_steps (x_M constant)
+    surrogate = gamma * logr - alpha * (kl.sum(1) + kl_init)
+    log_pi = torch.stack([log_init] + [e[1] for e in out.extras[:score_steps]], dim=1)
+    kl_d = kl.detach()
+    # G_k = gamma log p - alpha sum_{j > k} KL_j: the reward-to-go after step k's action
+    # (column 0: after the initial draw, so every step's KL counts)
+    later = kl_d.flip(1).cumsum(1).flip(1)        # sum_{j >= k} KL_j
+    later_after = torch.cat([later, torch.zeros(n, 1, device=device)], 1)[:, 1:score_steps + 1]
+    G = gamma * logr.detach()[:, None] - alpha * torch.cat([later[:, :1], later_after], 1)
+    advantage = G - leave_one_out_baseline(G)
+    surrogate = surrogate + (log_pi * advantage).sum(1)
+    return Rollout(out.x, logr, kl, J, kl_init, surrogate=surrogate)
+
+
 def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
              batch_size: int = 256, lr: float = 1e-3, warmup: int = 20,
              clip_grad: float = 1.0, alpha: float = 1.0, gamma: float = 1.0,
-             gradient: str = "full", truncate_steps: int = 10, seed: int = 0,
+             gradient: str = "full", truncate_steps: int = 10,
+             score_steps: int | None = None, seed: int = 0,
              lr_decay: float = 0.1, progress: bool = False, callback=None,
              simulate_world_size: int | None = None) -> FinetuneHistory:
     """Maximise ``J`` (eq. ``eq-ctrl-objective``) over the augmented model's trainable
@@ -240,9 +325,10 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         clip_grad: maximum gradient norm.
         alpha: KL weight.
         gamma: reward weight.
-        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"`` or ``"random"`` (module
-            docstring).
+        gradient: ``"full"``, ``"checkpoint"``, ``"truncated"``, ``"random"`` or
+            ``"hybrid"`` (module docstring).
         truncate_steps: differentiated final steps with ``"truncated"``.
+        score_steps: with ``"hybrid"``, the first steps differentiated by the score function.
         seed: seeds a local generator for the labels and the noise.
         lr_decay: final learning rate as a fraction of ``lr`` (linear decay after warm-up).
         progress: show a tqdm bar.
@@ -294,12 +380,14 @@ def finetune(augmented: AugmentedModel, reward_model, *, iterations: int = 400,
         if shards > 1:   # data parallel (torch.distributed ranks, or simulated in turn)
             _sharded_iteration(hist, augmented, reward_model, opt, sched, params, gens, n_shard,
                                clip_grad, world_size, dict(alpha=alpha, gamma=gamma,
-                               gradient=gradient, truncate_steps=truncate_steps))
+                               gradient=gradient, truncate_steps=truncate_steps,
+                               score_steps=score_steps))
         else:
             c, y = draw_labels(augmented, batch_size, gen)
             out = rollout(augmented, reward_model, c=c, y=y, generator=gen, alpha=alpha,
-                          gamma=gamma, gradient=gradient, truncate_steps=truncate_steps)
-            loss = -out.J.mean()
+                          gamma=gamma, gradient=gradient, truncate_steps=truncate_steps,
+                          score_steps=score_steps)
+            loss = -out.objective.mean()
             opt.zero_grad()
             if loss.requires_grad:   # "random" can detach every step: then nothing to learn
                 loss.backward()
@@ -337,8 +425,8 @@ def _sharded_iteration(hist, augmented, reward_model, opt, sched, params, gens, 
     for gen in gens:
         c, y = draw_labels(augmented, n_shard, gen)
         out = rollout(augmented, reward_model, c=c, y=y, generator=gen, **rollout_kwargs)
-        if out.J.requires_grad:   # "random" can detach every step of a shard
-            (-out.J.mean()).backward()
+        if out.objective.requires_grad:   # "random" can detach every step of a shard
+            (-out.objective.mean()).backward()
         rows.append(torch.cat([out.J.detach().mean().reshape(1),
                                out.log_reward.detach().mean().reshape(1),
                                out.kl_init.detach().mean().reshape(1), out.kl.detach().mean(0)]))

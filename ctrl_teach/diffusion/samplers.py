@@ -75,6 +75,17 @@ class GaussianStep:
             noise = self.log_scale.exp() * noise
         return self.mean + self.std * noise
 
+    def log_prob(self, x_next: torch.Tensor) -> torch.Tensor:
+        """``log N(x_next; mean, std^2 diag(s^2))`` summed over coordinates, ``(B,)``.
+
+        The density a score-function (REINFORCE) gradient differentiates; undefined for a
+        noise-free step (``std = 0``).
+        """
+        if self.std == 0:
+            raise ValueError("log_prob needs a noisy step (std > 0); this step is noise-free")
+        std = self.std if self.log_scale is None else self.std * self.log_scale.exp()
+        return torch.distributions.Normal(self.mean, std).log_prob(x_next).flatten(1).sum(1)
+
 
 @dataclass
 class ChainResult:
