@@ -18,7 +18,7 @@ import torch
 SUBPACKAGES = ["ctrl_teach.diffusion", "ctrl_teach.baselines", "ctrl_teach.target",
                "ctrl_teach.ctrl", "ctrl_teach.data", "ctrl_teach.evaluation",
                "ctrl_teach.pretrained", "ctrl_teach.experiments", "ctrl_teach.profiles",
-               "ctrl_teach.beyond", "ctrl_teach.diffusers_bridge"]
+               "ctrl_teach.beyond", "ctrl_teach.diffusers_bridge", "ctrl_teach.diagrams"]
 # data objects and constants that are exported but are not functions or classes
 _NOT_CALLABLE = (str, int, float, tuple, list, dict)
 
