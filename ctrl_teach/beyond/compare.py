@@ -526,7 +526,8 @@ def format_table(rows, header: bool = True) -> str:
             gap = f"Z {r['logz_err']:+7.3f}".rjust(14)
             nfe = f"{int(r['nfe_per_sample'])}x{r.get('particles', 0)}"
         else:
-            gap = f"{r['gap']:6.3f} ± {r['gap_se']:.3f}"
+            prec = 3 if abs(r["gap"]) < 100 else 1
+            gap = f"{r['gap']:6.{prec}f} ± {r['gap_se']:.3f}"
             nfe = f"{int(r['nfe_per_sample'])}"
         conf = f"{r['confidence']:.3f}/{r['confidence_exact']:.3f}"
         lines.append(f"{NAMES[r['method']]:6} {r['problem']:8} {budget:>6} {gap:>14} "

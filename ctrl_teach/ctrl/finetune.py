@@ -2,7 +2,8 @@
 
 Objective (Chapter 3), per trajectory with ``(c, y)`` drawn uniformly::
 
-    J = E[ gamma log p(y | x_0, c) ] - alpha E[ sum_t KL_t ],   KL_t = control_kl(a_t, log s_t),
+    J = E[ gamma log p(y | x_0, c) ] - alpha E[ sum_t KL_t ],
+    KL_t = control_kl(a_t, log s_t),
 
 maximised with Adam through the reparameterised chain ``x_{t'} = mean_t + sigma_t z``.
 

@@ -297,7 +297,8 @@ def gaussian_value(x, sampler, data_mean, data_var, reward, step_index, *, y, al
     With ``x_0 | x_t ~ N(A x_t + B, V I)`` (:func:`gaussian_chain_to_data`), reward
     ``r = gamma log N(o; w.x_0, tau^2)`` and ``lambda = gamma / alpha``::
 
-        exp(r / alpha) = (2 pi tau^2)^((1 - lambda)/2) lambda^(-1/2) N(o; w.x_0, tau^2/lambda),
+        exp(r / alpha) = (2 pi tau^2)^((1 - lambda)/2) lambda^(-1/2)
+                         * N(o; w.x_0, tau^2/lambda),
 
         v_t(x) = alpha [ (1 - lambda)/2 log(2 pi tau^2) - 1/2 log lambda
                          + log N(o; w.(A x + B), tau^2/lambda + |w|^2 V) ].
