@@ -1,14 +1,17 @@
 """The stress family (issue 11): pass rate of the workflow on problems nobody tuned for.
 
 For each problem of :func:`ctrl_teach.experiments.stress.stress_family` and each setting
-(``before``: mean-only step, 400 iterations, the defaults before issue 11; ``default``:
-``condition_pretrained``'s current defaults) it fine-tunes, scores every ``(c, y)`` pair against
-the exact target and prints one row per problem; the pass criteria are
+(``ctrl_teach.experiments.stress.SETTINGS``: ``before``, mean-only step, 400 iterations, the
+defaults before issue 11; ``pathwise``, variance-aware step and certificate-driven budget with
+the pathwise gradient; ``hybrid``, the same with the score-function gradient on every noisy
+step; ``default``, ``condition_pretrained``'s current defaults) it fine-tunes, scores every
+``(c, y)`` pair against the exact target and prints one row per problem; the pass criteria are
 ``ctrl_teach.experiments.stress.PASS_CRITERIA``. The JSON is rewritten after every problem, so
 an interrupted run keeps what it finished.
 
 Usage: python benchmarks/stress_benchmark.py [--profile quick|full] [--limit N]
-       [--settings before default] [--num-samples 2000] [--out _build/benchmarks/stress.json]
+       [--settings before pathwise hybrid] [--num-samples 2000]
+       [--out _build/benchmarks/stress.json]
 JSON: {"profile", "threads", "criteria", "results": [{name, setting, seconds, iterations,
 pass_rate, pairs: [{c, y, gap, gap_se, ed, ed_floor, confidence, confidence_exact,
 true_confidence, passed}]}], "summary": {setting: pass rate over all pairs}}.
@@ -25,6 +28,7 @@ import torch
 
 from ctrl_teach.experiments.stress import (
     PASS_CRITERIA,
+    SETTINGS,
     make_stress_problem,
     run_stress_problem,
     stress_family,
@@ -37,8 +41,8 @@ def main(argv=None) -> dict:
                         choices=("quick", "full"))
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--start", type=int, default=0, help="skip the first N problems")
-    parser.add_argument("--settings", nargs="+", default=["before", "default"],
-                        choices=("before", "default"))
+    parser.add_argument("--settings", nargs="+", default=["before", "pathwise", "hybrid"],
+                        choices=tuple(SETTINGS))
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--out", default="_build/benchmarks/stress.json")
     args = parser.parse_args(argv)

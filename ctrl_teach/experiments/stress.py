@@ -39,10 +39,17 @@ from ..profiles import make_generator
 from ..target import mean_confidence, rejection_sample
 
 __all__ = ["ModeLabelReward", "StressProblem", "make_stress_problem", "stress_family",
-           "run_stress_problem", "PASS_CRITERIA"]
+           "run_stress_problem", "PASS_CRITERIA", "SETTINGS"]
 
 SHAPES = ("tight6", "tight3", "ring", "line")
 PASS_CRITERIA = dict(gap=0.05, ed_factor=3.0, ed_slack=0.002, confidence=0.03)
+# condition_pretrained's keyword arguments per setting of run_stress_problem (K: the steps)
+SETTINGS = {
+    "before": lambda K: dict(variance=False, iterations=400, gradient="full"),
+    "pathwise": lambda K: dict(gradient="full"),
+    "hybrid": lambda K: dict(gradient="hybrid", score_steps=K),
+    "default": lambda K: {},
+}
 
 
 class ModeLabelReward(nn.Module):
@@ -222,9 +229,11 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
 
     Args:
         problem: a :class:`StressProblem`.
-        setting: ``"default"`` (``condition_pretrained``'s defaults: variance-aware step,
-            certificate-driven budget) or ``"before"`` (the defaults before issue 11: a
-            mean-only step and a fixed 400 iterations).
+        setting: one of :data:`SETTINGS`: ``"before"`` (the defaults before issue 11: a
+            mean-only step, a fixed 400 iterations, the pathwise gradient), ``"pathwise"``
+            (variance-aware step, certificate-driven budget, the pathwise gradient) or
+            ``"hybrid"`` (the same with ``gradient="hybrid"`` over every noisy step), or
+            ``"default"`` (whatever ``condition_pretrained`` does by default).
         seed: seeds fine-tuning and evaluation.
         num_samples: samples per pair for the distances.
 
@@ -236,8 +245,8 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
-    check_choice("setting", setting, ("default", "before"))
-    kwargs = dict(variance=False, iterations=400) if setting == "before" else {}
+    check_choice("setting", setting, SETTINGS)
+    kwargs = SETTINGS[setting](problem.sampler.num_steps)
     start = time.perf_counter()
     model = condition_pretrained(problem.network, problem.reward, sampler=problem.sampler,
                                  alpha=problem.alpha, seed=seed, progress=False,
