@@ -44,13 +44,14 @@ def test_tight_modes_target_moves_mass_and_the_workflow_says_it_has_not():
 
 def test_hybrid_gradient_moves_the_mode_weights():
     """The same tight-mode problem with ``gradient="hybrid"`` over every noisy step: the
-    likelihood-ratio term moves mass between the modes. Measured (seed 0, 800 iterations of
-    batch 128): gaps ~0.2-0.5 nats against 2-8 for the pathwise gradient at the same budget, and
+    likelihood-ratio term moves mass between the modes. Measured (seed 0, 1000 iterations of
+    batch 128): gaps 0.14-0.30 nats against 2-8 for the pathwise gradient at a third of the
+    budget (and 1.1-1.2 when only the first half of the steps uses the score function), and
     the true confidence within 0.03 of the exact target's for every label."""
     spec = stress_family("quick")[0]
     p = make_stress_problem(**spec)
     model = condition_pretrained(p.network, p.reward, sampler=p.sampler, alpha=p.alpha,
-                                 iterations=800, gradient="hybrid",
+                                 iterations=1000, gradient="hybrid",
                                  score_steps=p.sampler.num_steps, certify=False,
                                  progress=False)
     g = torch.Generator().manual_seed(1)
@@ -58,5 +59,5 @@ def test_hybrid_gradient_moves_the_mode_weights():
         r = model.evaluate(c=c, y=y, generator=g, num_candidates=10000, num_samples=2000)
         print(f"y={y}: gap {r['gap']:.3f} +- {r['gap_se']:.3f}, confidence "
               f"{r['confidence']:.3f} vs exact {r['confidence_exact']:.3f}, ED {r['ed']:.4f}")
-        assert -3 * r["gap_se"] < r["gap"] < 0.6
+        assert -3 * r["gap_se"] < r["gap"] < 0.45
         assert abs(r["confidence"] - r["confidence_exact"]) < 0.03
