@@ -252,10 +252,10 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
 def _hints(variance: bool, sampler: DiffusionSampler, iterations, gradient: str) -> str:
     """What to try when the certificate has not closed."""
     tips = [] if variance else ["variance=True (a step that also learns its variance)"]
+    tips.append(f"a sampler with more than {sampler.num_steps} steps")
     if gradient != "hybrid":   # tight modes whose weights the label changes (experiments.stress)
         tips.append(f"gradient='hybrid', score_steps={sampler.num_steps} (a score-function "
                     "gradient moves mass between modes when the pathwise one cannot)")
-    tips.append(f"a sampler with more than {sampler.num_steps} steps")
     tips.append("learn_initial=True (when the schedule keeps signal at T)")
     tips.append("a larger max_iterations" if iterations is None else
                 "more iterations (or iterations=None: stop when the certificate stops improving)")
