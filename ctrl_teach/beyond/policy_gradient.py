@@ -33,7 +33,12 @@ import torch
 
 from .._checks import check_choice, check_positive_float
 from ..ctrl.augmented import AugmentedModel, control_kl
-from ..ctrl.finetune import FinetuneHistory, draw_labels, leave_one_out_baseline
+from ..ctrl.finetune import (
+    FinetuneHistory,
+    draw_labels,
+    leave_one_out_baseline,
+    rewards_to_go,
+)
 from ..diffusion import model_device
 from ..profiles import gaussian_noise
 from ..target import reward_log_prob
@@ -106,9 +111,7 @@ def policy_gradient_surrogate(augmented: AugmentedModel, reward_model, *, c=None
     log_pi, kl = zip(*out.extras)
     log_pi, kl = torch.stack(log_pi, 1), torch.stack(kl, 1)
     kl_d = kl.detach()
-    # G_k = gamma log p - alpha sum_{j > k} KL_j  (reward-to-go after the action of step k)
-    later_kl = kl_d.flip(1).cumsum(1).flip(1) - kl_d
-    G = gamma * log_reward[:, None] - alpha * later_kl
+    G = rewards_to_go(log_reward, kl_d, alpha=alpha, gamma=gamma)[:, 1:]   # after step k
     adv = G - _baseline(G, baseline)
     surrogate = (log_pi * adv).sum(1).mean() - alpha * kl.sum(1).mean()
     J = gamma * log_reward - alpha * kl_d.sum(1)

@@ -191,19 +191,22 @@ class AugmentedModel(nn.Module):
         """
         if self.init_mean is None:
             return z, torch.zeros(z.shape[0], device=z.device)
-        idx = pair_index(c, y, self.num_labels, self.num_conditions)
-        m, ls = self.init_mean[idx], self.init_log_std[idx]
+        m, ls = self._initial_law(c, y)
         x = (m + ls.exp() * z.flatten(1)).view_as(z)
         kl = 0.5 * ((2 * ls).exp() + m**2 - 1 - 2 * ls).sum(1)
         return x, kl
+
+    def _initial_law(self, c, y):
+        """The learned initial law's mean ``m`` and log std per row of ``(c, y)``."""
+        idx = pair_index(c, y, self.num_labels, self.num_conditions)
+        return self.init_mean[idx], self.init_log_std[idx]
 
     def initial_log_prob(self, x: torch.Tensor, c, y) -> torch.Tensor:
         """``log nu_theta(x_T)`` per row under the learned initial law ``N(m, diag(s^2))``
         (a score-function gradient needs it; the fixed start has nothing to learn)."""
         if self.init_mean is None:
             raise ValueError("initial_log_prob needs a learned initial law (learn_initial=True)")
-        idx = pair_index(c, y, self.num_labels, self.num_conditions)
-        m, ls = self.init_mean[idx], self.init_log_std[idx]
+        m, ls = self._initial_law(c, y)
         return torch.distributions.Normal(m, ls.exp()).log_prob(x.flatten(1)).sum(1)
 
     def prepare_labels(self, c, y, n: int, device):

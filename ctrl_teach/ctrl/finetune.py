@@ -63,7 +63,7 @@ from .distributed import (
 )
 
 __all__ = ["Rollout", "FinetuneHistory", "rollout", "finetune", "sample", "draw_labels",
-           "leave_one_out_baseline"]
+           "leave_one_out_baseline", "rewards_to_go"]
 
 
 @dataclass
@@ -145,6 +145,17 @@ def leave_one_out_baseline(G: torch.Tensor) -> torch.Tensor:
     n = G.shape[0]
     total = G.sum(0, keepdim=True)
     return (total / n).expand_as(G) if n == 1 else (total - G) / (n - 1)
+
+
+def rewards_to_go(log_reward: torch.Tensor, kl: torch.Tensor, *, alpha: float,
+                  gamma: float) -> torch.Tensor:
+    """``G`` ``(N, K + 1)`` of a score-function gradient: column 0 after the initial draw,
+    ``gamma log p - alpha sum_j KL_j``; column ``k + 1`` after step ``k``'s action,
+    ``G_k = gamma log p - alpha sum_{j > k} KL_j`` (step ``k``'s own KL does not depend on
+    its action). Inputs ``log_reward (N,)`` and ``kl (N, K)`` are detached first."""
+    kl = kl.detach()
+    later = torch.cat([kl.flip(1).cumsum(1).flip(1), torch.zeros_like(kl[:, :1])], 1)
+    return gamma * log_reward.detach()[:, None] - alpha * later
 
 
 def check_fit(augmented, reward_model, iterations, batch_size, lr, clip_grad, warmup, alpha,
@@ -280,18 +291,12 @@ def _hybrid_rollout(augmented, reward_model, c, y, generator, alpha, gamma, scor
     out = augmented.sampler.run_chain(step_fn, x, generator=generator, wrap=wrap)
     kl = torch.stack([e[0] for e in out.extras], dim=1)
     logr = reward_log_prob(reward_model, out.x, c=c, y=y)
+    # differentiable through the pathwise part (the reward and the KL after x_M) and the
+    # analytic KL of the score-function steps at their fixed states
     J = gamma * logr - alpha * (kl.sum(1) + kl_init)
-    # the pathwise part: the reward and the KL of the steps after score_steps (x_M constant)
-    surrogate = gamma * logr - alpha * (kl.sum(1) + kl_init)
     log_pi = torch.stack([log_init] + [e[1] for e in out.extras[:score_steps]], dim=1)
-    kl_d = kl.detach()
-    # G_k = gamma log p - alpha sum_{j > k} KL_j: the reward-to-go after step k's action
-    # (column 0: after the initial draw, so every step's KL counts)
-    later = kl_d.flip(1).cumsum(1).flip(1)        # sum_{j >= k} KL_j
-    later_after = torch.cat([later, torch.zeros(n, 1, device=device)], 1)[:, 1:score_steps + 1]
-    G = gamma * logr.detach()[:, None] - alpha * torch.cat([later[:, :1], later_after], 1)
-    advantage = G - leave_one_out_baseline(G)
-    surrogate = surrogate + (log_pi * advantage).sum(1)
+    G = rewards_to_go(logr, kl, alpha=alpha, gamma=gamma)[:, :score_steps + 1]
+    surrogate = J + (log_pi * (G - leave_one_out_baseline(G))).sum(1)
     return Rollout(out.x, logr, kl, J, kl_init, surrogate=surrogate)
 
 

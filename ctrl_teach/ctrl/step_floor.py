@@ -111,6 +111,7 @@ class GaussianStepFloor:
         optimal_moments: output ``(mean, var)`` of the sampler with the optimal steps ``p*_k``
             (from the fixed start).
         target_moments: ``(mean, var)`` of the tilted target ``p_pre p(y | x)^(gamma/alpha)/Z``.
+        initial_law: ``(mean, var)`` of the optimal initial law ``nu* ∝ nu exp(v_T / alpha)``.
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
@@ -122,6 +123,7 @@ class GaussianStepFloor:
     mean_only_moments: tuple
     optimal_moments: tuple
     target_moments: tuple
+    initial_law: tuple
 
 
 def gaussian_step_floor(sampler, data_mean: float, data_var: float, reward, *, y: int,
@@ -169,5 +171,5 @@ def gaussian_step_floor(sampler, data_mean: float, data_var: float, reward, *, y
     tprec = 1.0 / pv + lam * w * w / reward.tau**2
     tmean = (pm / pv + lam * w * obs / reward.tau**2) / tprec
     return GaussianStepFloor(per_step, initial, initial + sum(per_step), initial, mo, opt,
-                             (tmean, 1.0 / tprec))
+                             (tmean, 1.0 / tprec), (mu0, 1.0 / prec))
 
