@@ -58,7 +58,7 @@ from ctrl_teach.diffusion import (
     gaussian_sampler_moments,
 )
 from ctrl_teach.pretrained import load_digit_oracle, load_pretrained
-from ctrl_teach.profiles import default_device, pick
+from ctrl_teach.profiles import default_device, pick, seeded_init
 
 
 def timed_finetune(aug, reward, **kw):
@@ -93,8 +93,8 @@ def toy_outcome():
     reward = ProbitClassifier([1.0, 0.0], 0.0, 1.0)
     res = {}
     for name, cls in (("head", HeadAugmentedModel), ("lora", LoRAAugmentedModel)):
-        torch.manual_seed(0)
-        aug = cls(pre.network, sampler, num_labels=2)
+        with seeded_init(0):
+            aug = cls(pre.network, sampler, num_labels=2)
         _, secs = timed_finetune(aug, reward, iterations=pick(400, 1000), batch_size=128,
                                  lr=3e-3)
         rows = [evaluate_against_target(aug, reward, c=c, y=y,
@@ -105,11 +105,11 @@ def toy_outcome():
 
 
 def digits_outcome(num_buckets):
-    torch.manual_seed(0)
     pre = load_pretrained("digits")
     reward = fit_digit_reward("ink", num_buckets=num_buckets)
-    aug = HeadAugmentedModel(pre.network, digit_sampler(pre), num_buckets, x0_input=True,
-                             width=64)
+    with seeded_init(0):
+        aug = HeadAugmentedModel(pre.network, digit_sampler(pre), num_buckets, x0_input=True,
+                                 width=64)
     _, secs = timed_finetune(aug, reward.reward, iterations=pick(400, 1500), batch_size=64,
                              lr=1e-2)
     res = evaluate_digits(aug, reward, load_digit_oracle(), per_pair=pick(50, 200),
@@ -120,7 +120,6 @@ def digits_outcome(num_buckets):
 
 
 def multitask_outcome():
-    torch.manual_seed(0)
     x, _ = load_toy("gmm").sample_joint(4000, generator=torch.Generator().manual_seed(0))
 
     def rules(x):
@@ -132,7 +131,8 @@ def multitask_outcome():
                              flat=True)
     pre = load_pretrained("toy-gmm")
     sampler = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0, clip_x0=3.0)
-    aug = HeadAugmentedModel(pre.network, sampler, num_labels=4)
+    with seeded_init(0):
+        aug = HeadAugmentedModel(pre.network, sampler, num_labels=4)
     _, secs = timed_finetune(aug, reward, iterations=pick(400, 1000), batch_size=128, lr=3e-3)
     rows, g = [], torch.Generator().manual_seed(5)
     for c in (0, 1):

@@ -17,7 +17,7 @@ __all__ = ["ProbitClassifier", "GaussianLikelihood"]
 
 
 class ProbitClassifier(nn.Module):
-    """Known binary classifier ``p(y=1 | x) = Phi((w.x + b) / s)``; ``c`` ignored.
+    """Known binary classifier ``p(y=1 | x) = Phi((w.x + b) / scale)``; ``c`` ignored.
 
     Its normaliser under a Gaussian mixture is closed form (the probit-Gaussian integral), see
     :func:`ctrl_teach.ctrl.references.probit_log_partition`.
@@ -25,15 +25,15 @@ class ProbitClassifier(nn.Module):
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
 
-    def __init__(self, w, b: float = 0.0, s: float = 1.0):
+    def __init__(self, w, b: float = 0.0, scale: float = 1.0):
         super().__init__()
         w = check_tensor("w", torch.as_tensor(w, dtype=torch.float32), ndim=1)
         self.register_buffer("w", w)
-        self.b, self.s = float(b), check_positive_float("s", s)
+        self.b, self.scale = float(b), check_positive_float("scale", scale)
         self.data_shape, self.num_labels = (w.numel(),), 2
 
     def forward(self, x: torch.Tensor, c=None) -> torch.Tensor:
-        z = (x @ self.w + self.b) / self.s
+        z = (x @ self.w + self.b) / self.scale
         return torch.stack([_log_ndtr(-z), _log_ndtr(z)], dim=-1)
 
 

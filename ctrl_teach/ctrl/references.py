@@ -27,17 +27,17 @@ __all__ = ["probit_log_partition", "certificate_gap", "gaussian_log_evidence",
            "gaussian_posterior", "evaluate_against_target"]
 
 
-def probit_log_partition(mixture, w, b: float, s: float, *, y: int) -> float:
-    """Closed-form ``log p(y)`` for ``p(y=1 | x) = Phi((w.x + b)/s)`` and a Gaussian mixture.
+def probit_log_partition(mixture, w, b: float, scale: float, *, y: int) -> float:
+    """Closed-form ``log p(y)`` for ``p(y=1 | x) = Phi((w.x + b) / scale)``, Gaussian mixture ``x``.
 
-    ``p(y=1) = sum_k pi_k Phi((w.mu_k + b) / sqrt(s^2 + |w|^2 sigma_k^2))`` (the probit-Gaussian
+    ``p(y=1) = sum_k pi_k Phi((w.mu_k + b) / sqrt(scale^2 + |w|^2 sigma_k^2))`` (the probit-Gaussian
     integral); ``p(y=0) = 1 - p(y=1)``.
 
     Args:
         mixture: the :class:`~ctrl_teach.data.GaussianMixture` of ``x``.
         w: the probit direction ``(d,)``.
         b: the offset.
-        s: the probit scale.
+        scale: the probit scale.
         y: 0 or 1.
 
     Returns:
@@ -47,7 +47,7 @@ def probit_log_partition(mixture, w, b: float, s: float, *, y: int) -> float:
     """
     w = torch.as_tensor(w, dtype=torch.float64)
     mu, sd = mixture.means.double(), mixture.stds.double()
-    z = (mu @ w + b) / (s**2 + w.dot(w) * sd**2).sqrt()
+    z = (mu @ w + b) / (scale**2 + w.dot(w) * sd**2).sqrt()
     p1 = float((mixture.weights.double() * torch.special.ndtr(z)).sum())
     if y not in (0, 1):
         raise ValueError(f"y must be 0 or 1, got {y!r}")

@@ -129,7 +129,7 @@ def format_finetune_cost(res: dict) -> str:
     def line(row):
         mode = row["mode"] + (f"({row['truncate_steps']})" if row.get("truncate_steps")
                               else "")
-        return (f"{row['num_steps']:>4} {mode:10} {row['batch']:>5} "
+        return (f"{row['num_steps']:>4} {mode:12} {row['batch']:>5} "
                 f"{row['seconds_per_iteration']:8.3f} {row['peak_memory_bytes'] / 2**20:9.2f} "
                 f"{_f(row['time_ratio_to_full'], '.2f'):>7} "
                 f"{_f(row['memory_ratio_to_full'], '.2f'):>8}")
@@ -137,7 +137,7 @@ def format_finetune_cost(res: dict) -> str:
     return _per_problem(
         res, lambda prob, r: f"(e) fine-tuning cost: {prob} ({r['device']}, "
                              f"memory = {r['memory_method']})",
-        f"{'K':>4} {'mode':10} {'batch':>5} {'s/iter':>8} {'MiB':>9} {'t/full':>7} "
+        f"{'K':>4} {'mode':12} {'batch':>5} {'s/iter':>8} {'MiB':>9} {'t/full':>7} "
         f"{'mem/full':>8}", line)
 
 
