@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ctrl_teach.data import load_digit_images, load_toy
+from ctrl_teach.diffusion import DiffusionSampler
 from ctrl_teach.evaluation import energy_distance
 from ctrl_teach.pretrained import (
     PRETRAINED_NAMES,
@@ -128,3 +129,13 @@ def test_retrain_is_reproducible_from_seeds(tmp_path):
                 progress=False)
     blobs = [(tmp_path / str(k) / "toy-gmm.pt").read_bytes() for k in range(2)]
     assert blobs[0] == blobs[1]
+
+
+def test_with_sampler_returns_a_new_model_and_leaves_the_original():
+    pre = load_pretrained("toy-gmm")
+    short = DiffusionSampler(pre.schedule, num_steps=20, eta=1.0, clip_x0=3.0)
+    pre20 = pre.with_sampler(short)
+    assert pre20.sampler is short and pre20.network is pre.network
+    assert pre.sampler is not short                      # the original keeps its own chain
+    with pytest.raises(ValueError, match="sampler"):
+        pre.with_sampler("ddpm")

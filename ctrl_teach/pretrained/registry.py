@@ -9,7 +9,7 @@ files atomically (``make weights`` or ``python -m ctrl_teach.pretrained retrain 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -110,6 +110,25 @@ class PretrainedDiffusion:
     def sample(self, n: int, *, c=None, generator=None, **kwargs) -> torch.Tensor:
         """``self.sampler.sample(self.network, n, c=c, ...)``: draws from ``p_pre(x | c)``."""
         return self.sampler.sample(self.network, n, c=c, generator=generator, **kwargs)
+
+    def with_sampler(self, sampler: DiffusionSampler) -> PretrainedDiffusion:
+        """The same frozen network and schedule with another default sampler (a new object).
+
+        ``p_pre`` is the law of the sampler's chain, so choosing a shorter chain (for
+        example 20 DDPM steps for fine-tuning) changes the pre-trained model that CTRL
+        conditions; the original object keeps its own sampler.
+
+        Args:
+            sampler: a :class:`~ctrl_teach.diffusion.DiffusionSampler` on ``self.schedule``.
+
+        Returns:
+            A new :class:`PretrainedDiffusion` sharing ``network``, ``schedule`` and ``meta``.
+
+        Introduced in: Chapter 5 (CTRL on 2-D data).
+        """
+        if not isinstance(sampler, DiffusionSampler):
+            raise ValueError(f"sampler must be a DiffusionSampler, got {type(sampler).__name__}")
+        return replace(self, sampler=sampler)
 
 
 def _stem(name: str, weights_dir) -> Path:
