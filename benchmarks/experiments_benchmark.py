@@ -11,9 +11,18 @@ Runs, with the sizes of a profile (``ctrl_teach.experiments.config``):
 prints one table per experiment and writes the results as JSON (layout:
 benchmarks/SCHEMA.md). ``--profile quick`` fits a 2-core CPU in about ten minutes;
 ``--profile full`` is meant for a GPU. The default profile comes from CTRL_TEACH_PROFILE.
+``--scale F`` multiplies every training budget (``*_iterations``) of the profile by ``F``;
+``--toy-only`` drops the digits runs. The stored CPU run the book reads,
+``ctrl_teach/book_data/experiments_full_cpu.json``, was made with
+
+    OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py --profile full --scale 2 \
+        --toy-only --out ctrl_teach/book_data/experiments_full_cpu.json
+
+(one CPU thread, about 50 minutes).
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py [--profile quick|full]
-       [--only sample_efficiency strength ...] [--out FILE] [--figures DIR]
+       [--only sample_efficiency strength ...] [--scale F] [--toy-only] [--out FILE]
+       [--figures DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import torch
@@ -32,6 +43,7 @@ from ctrl_teach.experiments import (
     run_all,
     validate_results,
 )
+from ctrl_teach.experiments.config import scaled_config, toy_only
 
 
 def _clean(obj):
@@ -58,14 +70,30 @@ def main(argv=None):
                         help="also save one PNG per experiment into this directory")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every training budget (*_iterations) of the profile "
+                             "by this factor (default 1)")
+    parser.add_argument("--toy-only", action="store_true",
+                        help="skip the digits runs (a CPU-sized run of the full profile)")
     args = parser.parse_args(argv)
     profile = args.profile or current_profile()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         torch.set_num_threads(1)
+    config = experiment_config(profile)
+    if args.scale != 1.0:
+        config = scaled_config(config, args.scale)
+    if args.toy_only:
+        config = toy_only(config)
     start = time.perf_counter()
-    results = run_all(experiment_config(profile), profile=profile, device=device,
-                      only=args.only, seed=args.seed)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results = run_all(config, profile=profile, device=device, only=args.only,
+                      seed=args.seed)
+    results.update(command="python benchmarks/experiments_benchmark.py "
+                           + " ".join(sys.argv[1:] if argv is None else argv),
+                   scale=args.scale, toy_only=args.toy_only,
+                   loadavg_before=load_before,
+                   loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None)
     validate_results(results)
     print()
     print(format_tables(results))
@@ -79,8 +107,6 @@ def main(argv=None):
         json.dump(_clean(results), fh, indent=1)
     print(f"wrote {args.out}")
     if args.figures:
-        import os
-
         import matplotlib
 
         matplotlib.use("Agg")

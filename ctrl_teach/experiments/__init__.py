@@ -9,7 +9,7 @@
   layout, ``benchmarks/SCHEMA.md``), :mod:`.tables` and :mod:`.figures` (plots for the book).
 """
 
-from .config import experiment_config, reduced_config
+from .config import experiment_config, reduced_config, scaled_config, toy_only
 from .cost import (
     CountingNetwork,
     run_finetune_cost,
@@ -29,28 +29,32 @@ from .methods import (
     METHODS,
     CTRLFit,
     FittedMethods,
+    Plateau,
     ProblemClassifierFit,
     fit_ctrl,
     fit_methods,
     fit_problem_classifier,
     method_samplers,
+    plateau_statistic,
 )
 from .metrics import evaluate_method, evaluate_samples, make_targets
 from .problems import Problem, digits_problem, toy_problem, two_attribute_toy
-from .run import EXPERIMENTS, run_all
+from .run import EXPERIMENTS, budget_summary, convergence, headline_claims, run_all
 from .sample_efficiency import run_sample_efficiency
 from .schema import SCHEMA_VERSION, validate_results
 from .strength import run_strength_sweep
 from .tables import format_tables
 
 __all__ = [
-    "experiment_config", "reduced_config", "Problem", "toy_problem", "digits_problem",
-    "two_attribute_toy", "METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit",
+    "experiment_config", "reduced_config", "scaled_config", "toy_only", "Problem",
+    "toy_problem", "digits_problem", "two_attribute_toy", "METHODS", "FittedMethods",
+    "ProblemClassifierFit", "CTRLFit",
     "fit_problem_classifier", "fit_ctrl", "fit_methods", "method_samplers", "make_targets",
     "evaluate_method", "evaluate_samples",
     "run_sample_efficiency", "run_dataset_construction", "run_strength_sweep",
     "run_sampling_cost", "run_finetune_cost", "CountingNetwork", "saved_tensor_bytes",
-    "EXPERIMENTS", "run_all", "SCHEMA_VERSION", "validate_results", "format_tables",
+    "Plateau", "plateau_statistic", "EXPERIMENTS", "run_all", "convergence", "headline_claims",
+    "budget_summary", "SCHEMA_VERSION", "validate_results", "format_tables",
     "plot_sample_efficiency", "plot_dataset_construction", "plot_strength_sweep",
     "plot_sampling_cost", "plot_finetune_cost", "plot_all",
 ]

@@ -11,7 +11,7 @@ import copy
 
 from .._checks import check_choice
 
-__all__ = ["experiment_config", "reduced_config"]
+__all__ = ["experiment_config", "reduced_config", "scaled_config", "toy_only"]
 
 #: the methods' budgets per problem, one column each: ``(toy, digits)``; ``None``: not set
 _BUDGETS = dict(
@@ -112,4 +112,52 @@ def reduced_config() -> dict:
                            cg_scale=[0.0, 1.0], dps_scale=[0.0, 1.0])
     cfg["sampling_cost"].update(problems=["toy"], toy_samples=100)
     cfg["finetune_cost"].update(problems=["toy"], toy_steps=[5, 10], toy_batch=16, repeats=1)
+    return cfg
+
+
+def scaled_config(config: dict, scale: float) -> dict:
+    """A copy of ``config`` with every training budget multiplied by ``scale``.
+
+    Scales the ``*_iterations`` of ``toy`` and ``digits`` and the strength sweep's
+    ``ctrl_iterations`` (rounded, at least 1); sample sizes, batches and learning rates are
+    kept. The cosine learning-rate schedules stretch with the budget.
+
+    Args:
+        config: from :func:`experiment_config` or :func:`reduced_config`.
+        scale: a positive factor.
+
+    Returns:
+        The scaled copy (``config`` is not changed).
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    cfg = copy.deepcopy(config)
+    for part in ("toy", "digits"):
+        for key in cfg[part]:
+            if key.endswith("_iterations"):
+                cfg[part][key] = max(1, round(cfg[part][key] * scale))
+    if "ctrl_iterations" in cfg["strength"]:
+        cfg["strength"]["ctrl_iterations"] = max(
+            1, round(cfg["strength"]["ctrl_iterations"] * scale))
+    return cfg
+
+
+def toy_only(config: dict) -> dict:
+    """A copy of ``config`` that runs no experiment on digits (a CPU-sized run).
+
+    Args:
+        config: from :func:`experiment_config` or :func:`reduced_config`.
+
+    Returns:
+        The copy, with ``sample_efficiency.digits_sizes`` empty and ``toy`` the only problem
+        of ``sampling_cost`` and ``finetune_cost``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    cfg = copy.deepcopy(config)
+    cfg["sample_efficiency"]["digits_sizes"] = []
+    for name in ("sampling_cost", "finetune_cost"):
+        cfg[name]["problems"] = [p for p in cfg[name]["problems"] if p != "digits"]
     return cfg

@@ -16,6 +16,7 @@ Every method sees the same offline labelled data ``(x, c, y)``:
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +39,9 @@ from ..diffusion import model_device
 from ..profiles import seeded_init
 from .problems import Problem
 
-__all__ = ["METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit",
+__all__ = ["METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit", "Plateau",
            "fit_problem_classifier", "fit_ctrl", "fit_methods", "method_samplers",
-           "rejection_sampler"]
+           "plateau_statistic", "rejection_sampler"]
 
 METHODS = ("ctrl", "cfg", "cg", "dps")
 
@@ -55,6 +56,7 @@ class ProblemClassifierFit:
         val_accuracy: held-out accuracy.
         temperature: the fitted temperature ``tau_cal``.
         n_val: size of the held-out split (used for the temperature).
+        losses: the training loss of every iteration (before temperature scaling).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -64,6 +66,7 @@ class ProblemClassifierFit:
     val_accuracy: float
     temperature: float
     n_val: int
+    losses: list = field(default_factory=list)
 
     def metrics(self) -> dict:
         """The held-out metrics as a JSON-ready dict (``val_nll``, ``val_accuracy``,
@@ -97,6 +100,11 @@ class FittedMethods:
         seconds: training wall time of each part.
         classifier_metrics: the clean classifier's held-out NLL / accuracy, temperature and
             hold-out size (:meth:`ProblemClassifierFit.metrics`).
+        histories: the training curve of each fitted part, one float per iteration:
+            ``"ctrl"`` (CTRL's objective ``J``, batch mean, to be *maximised*),
+            ``"classifier"`` (the clean classifier's loss), ``"cg"`` (the noisy
+            classifier's loss) and ``"cfg"`` (CFG's denoising loss), all to be read with
+            :func:`plateau_statistic`.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -108,6 +116,110 @@ class FittedMethods:
     ctrl: HeadAugmentedModel | None = None
     seconds: dict = field(default_factory=dict)
     classifier_metrics: dict = field(default_factory=dict)
+    histories: dict = field(default_factory=dict)
+
+    def plateaus(self, **kwargs) -> dict:
+        """:func:`plateau_statistic` of every curve in :attr:`histories`.
+
+        Args:
+            **kwargs: passed to :func:`plateau_statistic` (``tail``, ``rel_tol``, ``z``).
+
+        Returns:
+            ``{name: Plateau}``, in the order of :attr:`histories`.
+        """
+        return {name: plateau_statistic(h, **kwargs) for name, h in self.histories.items()}
+
+
+@dataclass
+class Plateau:
+    """What :func:`plateau_statistic` returns: has a training curve flattened?
+
+    Attributes:
+        iterations: length of the curve.
+        tail: iterations in the tail that is tested (the last ``tail`` fraction).
+        level: mean of the curve over the second half of the tail.
+        change: mean of the second half of the tail minus mean of the first half (the
+            change of a moving average, window half the tail, across the tail).
+        rel_change: ``|change| / |level|`` (``inf`` when ``level`` is 0).
+        se: standard error of ``change`` (iterations treated as independent draws).
+        flat: ``rel_change < rel_tol`` or ``|change| < z * se``.
+        rel_tol: the relative tolerance used.
+        z: the number of standard errors used.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+
+    iterations: int
+    tail: int
+    level: float
+    change: float
+    rel_change: float
+    se: float
+    flat: bool
+    rel_tol: float
+    z: float
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-ready dict."""
+        return dict(iterations=self.iterations, tail=self.tail, level=self.level,
+                    change=self.change, rel_change=self.rel_change, se=self.se,
+                    flat=self.flat, rel_tol=self.rel_tol, z=self.z)
+
+    def line(self, name: str) -> str:
+        """One sentence ending in ``yes`` / ``NO``: has the curve ``name`` flattened?"""
+        return (f"{name}: last {self.tail} of {self.iterations} iterations change the "
+                f"mean by {100 * self.rel_change:.1f} % ({self.change / max(self.se, 1e-12):+.1f}"
+                f" SE); flat: {'yes' if self.flat else 'NO'}")
+
+
+def plateau_statistic(values, tail: float = 0.2, rel_tol: float = 0.01,
+                      z: float = 2.0) -> Plateau:
+    """Has a training curve flattened? A two-window test on its last iterations.
+
+    Take the last ``tail`` fraction of the curve (at least 4 iterations), split it into two
+    halves ``A`` (earlier) and ``B`` (later) and compare their means: ``change = mean(B) -
+    mean(A)`` is how much a moving average (window: half the tail) still moved across the
+    tail. The curve counts as flat when that change is below ``rel_tol`` of the level
+    ``|mean(B)|`` *or* below ``z`` standard errors of the change,
+    ``se = sqrt(var(A) / |A| + var(B) / |B|)`` (minibatch noise: the curve has no trend
+    that its own noise could resolve). Non-finite values are dropped first.
+
+    Args:
+        values: the curve, one float per iteration (a loss, or CTRL's ``J``).
+        tail: fraction of the iterations to test, in ``(0, 1]``.
+        rel_tol: relative tolerance on the change.
+        z: number of standard errors.
+
+    Returns:
+        A :class:`Plateau`.
+
+    Raises:
+        ValueError: if ``tail`` is not in ``(0, 1]``, ``rel_tol`` or ``z`` is negative, or
+            the curve has fewer than 4 finite values.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    if not 0.0 < float(tail) <= 1.0:
+        raise ValueError(f"tail must be in (0, 1], got {tail!r}")
+    if rel_tol < 0 or z < 0:
+        raise ValueError(f"rel_tol and z must be >= 0, got rel_tol={rel_tol!r}, z={z!r}")
+    vals = [float(v) for v in values if math.isfinite(float(v))]
+    if len(vals) < 4:
+        raise ValueError(f"values must hold at least 4 finite numbers, got {len(vals)}")
+    m = min(len(vals), max(4, math.ceil(tail * len(vals))))
+    window = vals[-m:]
+    a, b = window[:m // 2], window[m // 2:]
+
+    def mean_var(xs):
+        mu = sum(xs) / len(xs)
+        return mu, sum((x - mu) ** 2 for x in xs) / max(len(xs) - 1, 1)
+
+    (ma, va), (mb, vb) = mean_var(a), mean_var(b)
+    change = mb - ma
+    se = math.sqrt(va / len(a) + vb / len(b))
+    rel = abs(change) / abs(mb) if mb != 0 else math.inf
+    flat = rel < rel_tol or abs(change) < z * se
+    return Plateau(len(vals), m, mb, change, rel, se, bool(flat), float(rel_tol), float(z))
 
 
 def fit_problem_classifier(problem: Problem, x, y, seed: int = 0,
@@ -142,7 +254,7 @@ def fit_problem_classifier(problem: Problem, x, y, seed: int = 0,
                                       batch_size=s["classifier_batch"],
                                       lr=s["classifier_lr"], seed=seed)
     return ProblemClassifierFit(fit.reward, fit.val_nll, fit.val_accuracy, fit.temperature,
-                                int(fit.fit.y_val.numel()))
+                                int(fit.fit.y_val.numel()), list(fit.fit.losses))
 
 
 def _head_model(like: HeadAugmentedModel, network: nn.Module,
@@ -220,28 +332,32 @@ def fit_methods(problem: Problem, x, c, y, methods=METHODS, seed: int = 0) -> Fi
         start = time.perf_counter()
         fit = fit_problem_classifier(problem, x, y, seed)
         out.classifier, out.classifier_metrics = fit.reward, fit.metrics()
+        out.histories["classifier"] = list(fit.losses)
         out.seconds["classifier"] = time.perf_counter() - start
     if "ctrl" in methods:
         start = time.perf_counter()
-        out.ctrl = fit_ctrl(problem, out.classifier, seed=seed).augmented
+        ctrl_fit = fit_ctrl(problem, out.classifier, seed=seed)
+        out.ctrl, out.histories["ctrl"] = ctrl_fit.augmented, list(ctrl_fit.history.J)
         out.seconds["ctrl"] = time.perf_counter() - start + out.seconds["classifier"]
     if "cg" in methods:
         start = time.perf_counter()
         with seeded_init(seed):
             noisy = problem.make_noisy_classifier()
-        out.noisy_classifier = train_noisy_classifier(
+        cg_fit = train_noisy_classifier(
             noisy.to(device), problem.schedule, x.to(device), y.to(device),
             iterations=s["noisy_classifier_iterations"],
-            batch_size=s["noisy_classifier_batch"], seed=seed).model
+            batch_size=s["noisy_classifier_batch"], seed=seed)
+        out.noisy_classifier, out.histories["cg"] = cg_fit.model, list(cg_fit.losses)
         out.seconds["cg"] = time.perf_counter() - start
     if "cfg" in methods:
         start = time.perf_counter()
         with seeded_init(seed):
             cfg_model = LabelConditionedDenoiser(problem.network, problem.num_labels)
-        out.cfg_model = train_cfg_model(
+        cfg_fit = train_cfg_model(
             cfg_model, problem.schedule, x.to(device), y.to(device), c=c.to(device),
             iterations=s["cfg_iterations"], batch_size=s["cfg_batch"], lr=s["cfg_lr"],
-            label_lr=s.get("cfg_label_lr"), label_drop=s["cfg_label_drop"], seed=seed).model
+            label_lr=s.get("cfg_label_lr"), label_drop=s["cfg_label_drop"], seed=seed)
+        out.cfg_model, out.histories["cfg"] = cfg_fit.model, list(cfg_fit.losses)
         out.seconds["cfg"] = time.perf_counter() - start
     if "dps" in methods:
         out.seconds["dps"] = out.seconds["classifier"]

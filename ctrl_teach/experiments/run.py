@@ -23,7 +23,7 @@ from .sample_efficiency import run_sample_efficiency
 from .schema import SCHEMA_VERSION
 from .strength import run_strength_sweep
 
-__all__ = ["EXPERIMENTS", "run_all"]
+__all__ = ["EXPERIMENTS", "run_all", "convergence", "headline_claims", "budget_summary"]
 
 EXPERIMENTS = ("sample_efficiency", "dataset_construction", "strength", "sampling_cost",
                "finetune_cost")
@@ -42,14 +42,36 @@ def _notes(config: dict, profile: str) -> list:
         "on all real digits and its samples lie close to them, so ed can be below the "
         "target row (even negative): compare methods with each other and with the "
         "pretrained row.",
-        f"digits uses N in {se['digits_sizes']} (None = all) and "
-        f"{config['digits']['ctrl_iterations']} CTRL iterations at batch "
-        f"{config['digits']['ctrl_batch']} in this profile.",
     ]
+    if se["digits_sizes"]:
+        notes.append(f"digits uses N in {se['digits_sizes']} (None = all) and "
+                     f"{config['digits']['ctrl_iterations']} CTRL iterations at batch "
+                     f"{config['digits']['ctrl_batch']} in this profile.")
+    else:
+        notes.append("no digits runs in this configuration (toy only).")
     if profile == "quick":
         notes.append("quick profile: reduced budgets on a shared 2-core CPU; digits uses "
                      "fewer N values and iterations than the full profile.")
     return notes
+
+
+def convergence(fitted) -> dict:
+    """The training curves of ``fitted`` and their :func:`~.methods.plateau_statistic`.
+
+    Args:
+        fitted: a :class:`~.methods.FittedMethods`.
+
+    Returns:
+        ``{"n_labelled", "curves": {name: {**Plateau.as_dict(), "history": [float]}}}``
+        (``name``: ``ctrl`` (J), ``classifier``, ``cg``, ``cfg`` (losses)), JSON-ready.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    curves = {}
+    for name, plateau in fitted.plateaus().items():
+        curves[name] = dict(plateau.as_dict(), history=[float(v) for v in
+                                                          fitted.histories[name]])
+    return dict(n_labelled=fitted.n_labelled, curves=curves)
 
 
 def run_all(config: dict, *, profile: str = "quick", device=None, only=None, seed: int = 0,
@@ -65,7 +87,8 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
         progress: print progress lines.
 
     Returns:
-        The results dict (benchmarks/SCHEMA.md).
+        The results dict (benchmarks/SCHEMA.md); ``convergence`` holds the training curves
+        of the methods fitted on each problem's largest dataset (:func:`convergence`).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -94,7 +117,8 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
     need_toy = {"sample_efficiency", "strength", "sampling_cost", "finetune_cost"} & set(only)
     toy = toy_problem(settings=config["toy"], pool_size=config["toy"]["pool_size"],
                       device=device) if need_toy else None
-    need_digits = ("sample_efficiency" in only or any(
+    need_digits = (("sample_efficiency" in only
+                    and bool(config["sample_efficiency"]["digits_sizes"])) or any(
         "digits" in config[k]["problems"] for k in ("sampling_cost", "finetune_cost")
         if k in only))
     digits = digits_problem(settings=config["digits"], device=device) if need_digits else None
@@ -157,5 +181,111 @@ def run_all(config: dict, *, profile: str = "quick", device=None, only=None, see
     timed("strength", "(c) strength sweeps", strength)
     timed("sampling_cost", "(d) sampling cost", per_problem(sampling_cost))
     timed("finetune_cost", "(e) fine-tuning cost", per_problem(finetune_cost))
+    out["convergence"] = {name: convergence(fit) for name, fit in fitted.items()}
     out["wall_seconds"] = time.perf_counter() - start
     return out
+
+
+def _claim(experiment: str, text: str, ok) -> dict:
+    return dict(experiment=experiment, claim=text, ok=None if ok is None else bool(ok))
+
+
+def headline_claims(results: dict, problem: str = "toy-gmm") -> list:
+    """The paper's headline claims as checks on a results dict (one run of the benchmark).
+
+    (a) sample efficiency against CFG: CTRL's energy distance to the exact target is below
+    CFG's at the smallest ``N``, and at every ``N``; (b) dataset construction at an equal
+    label budget: CTRL on separately labelled data is not worse than on joint data (energy
+    distance within 0.01) and is closer to the target than CFG on joint data, at every
+    budget; (c) guidance strength: CTRL's true accuracy rises with ``gamma``, its diversity
+    at the largest ``gamma`` is below that at ``gamma = 1`` (the trade-off), and it is
+    closest to the ``gamma = 1`` target at ``gamma = 1`` (calibration); (d) sampling cost:
+    CTRL needs the pre-trained model's network evaluations per sample, fewer than CFG
+    (``w > 0``) and rejection. A check whose experiment is absent has ``ok = None``.
+
+    Args:
+        results: a results dict (:func:`run_all`, or its JSON read back).
+        problem: the problem the claims (a), (c), (d) are read on.
+
+    Returns:
+        A list of ``{"experiment", "claim", "ok"}`` (``ok``: ``True``, ``False`` or
+        ``None``), in the order above.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    out = []
+    se = results.get("sample_efficiency", {}).get(problem)
+    if se is not None:
+        ed = {(r["method"], r["size"]): r["ed"] for r in se["rows"]}
+        sizes = se["sizes"]
+        out.append(_claim("a", f"CTRL closer to the target than CFG at the smallest N "
+                               f"(N={sizes[0]})",
+                          ed["ctrl", sizes[0]] < ed["cfg", sizes[0]]))
+        out.append(_claim("a", "CTRL closer to the target than CFG at every N",
+                          all(ed["ctrl", n] < ed["cfg", n] for n in sizes)))
+    else:
+        out += [_claim("a", "CTRL closer to the target than CFG at the smallest N", None),
+                _claim("a", "CTRL closer to the target than CFG at every N", None)]
+    dc = results.get("dataset_construction")
+    if dc is not None:
+        got = {(r["budget"], r["method"], r["data"]): r for r in dc["rows"]}
+        budgets = dc["budgets"]
+        out.append(_claim("b", "separate labels not worse for CTRL than joint ones (ED within "
+                               "0.01) at every budget",
+                          all(got[b, "ctrl", "separate"]["ed"]
+                              < got[b, "ctrl", "joint"]["ed"] + 0.01 for b in budgets)))
+        out.append(_claim("b", "CTRL on separate labels closer to the target than CFG on "
+                               "joint ones at every budget",
+                          all(got[b, "ctrl", "separate"]["ed"] < got[b, "cfg", "joint"]["ed"]
+                              for b in budgets)))
+    else:
+        out += [_claim("b", "separate labels not worse for CTRL than joint ones", None),
+                _claim("b", "CTRL on separate labels closer to the target than CFG", None)]
+    st = results.get("strength")
+    if st is not None:
+        rows = sorted((r for r in st["rows"] if r["method"] == "ctrl"),
+                      key=lambda r: r["value"])
+        acc = [r["accuracy"] for r in rows]
+        one = next(r for r in rows if r["value"] == 1.0)
+        best = min(rows, key=lambda r: r["ed"])
+        out.append(_claim("c", "CTRL's accuracy rises monotonically with gamma",
+                          all(a < b for a, b in zip(acc, acc[1:]))))
+        out.append(_claim("c", "CTRL's diversity at the largest gamma below that at gamma = 1",
+                          rows[-1]["diversity"] < one["diversity"]))
+        out.append(_claim("c", "CTRL closest to the target at its calibrated gamma = 1",
+                          best["value"] == 1.0))
+    else:
+        out += [_claim("c", "CTRL's accuracy rises monotonically with gamma", None),
+                _claim("c", "CTRL's diversity at the largest gamma below gamma = 1's", None),
+                _claim("c", "CTRL closest to the target at gamma = 1", None)]
+    sc = results.get("sampling_cost", {}).get(problem)
+    if sc is not None:
+        nfe = {r["method"]: r["nfe_per_sample"] for r in sc["rows"]}
+        out.append(_claim("d", "CTRL samples with the pre-trained model's network "
+                               "evaluations",
+                          round(nfe["ctrl"]) == round(nfe["pretrained"])))
+        out.append(_claim("d", "CTRL needs fewer network evaluations than CFG and rejection",
+                          nfe["ctrl"] < nfe["cfg"] and nfe["ctrl"] < nfe["rejection"]))
+    else:
+        out += [_claim("d", "CTRL samples with the pre-trained model's evaluations", None),
+                _claim("d", "CTRL needs fewer evaluations than CFG and rejection", None)]
+    return out
+
+
+def budget_summary(results: dict, problem: str = "toy-gmm") -> str:
+    """One line naming the training budgets of a results dict (for labelling its verdicts).
+
+    Args:
+        results: a results dict (:func:`run_all`, or its JSON read back).
+        problem: ``"toy-gmm"`` (reads ``config["toy"]``) or ``"digits"``.
+
+    Returns:
+        E.g. ``"CTRL 800 it x 128, CFG 4000 it x 256, CG 4000 it, classifier 1000 it"``.
+
+    Introduced in: Chapter 8 (Experiments and error analysis).
+    """
+    s = results["config"]["digits" if problem == "digits" else "toy"]
+    return (f"CTRL {s['ctrl_iterations']} it x {s['ctrl_batch']}, "
+            f"CFG {s['cfg_iterations']} it x {s['cfg_batch']}, "
+            f"CG {s['noisy_classifier_iterations']} it, "
+            f"classifier {s['classifier_iterations']} it")
