@@ -213,63 +213,56 @@ def headline_claims(results: dict, problem: str = "toy-gmm") -> list:
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    out = []
     se = results.get("sample_efficiency", {}).get(problem)
-    if se is not None:
-        ed = {(r["method"], r["size"]): r["ed"] for r in se["rows"]}
-        sizes = se["sizes"]
-        out.append(_claim("a", f"CTRL closer to the target than CFG at the smallest N "
-                               f"(N={sizes[0]})",
-                          ed["ctrl", sizes[0]] < ed["cfg", sizes[0]]))
-        out.append(_claim("a", "CTRL closer to the target than CFG at every N",
-                          all(ed["ctrl", n] < ed["cfg", n] for n in sizes)))
-    else:
-        out += [_claim("a", "CTRL closer to the target than CFG at the smallest N", None),
-                _claim("a", "CTRL closer to the target than CFG at every N", None)]
     dc = results.get("dataset_construction")
-    if dc is not None:
-        got = {(r["budget"], r["method"], r["data"]): r for r in dc["rows"]}
-        budgets = dc["budgets"]
-        out.append(_claim("b", "separate labels not worse for CTRL than joint ones (ED within "
-                               "0.01) at every budget",
-                          all(got[b, "ctrl", "separate"]["ed"]
-                              < got[b, "ctrl", "joint"]["ed"] + 0.01 for b in budgets)))
-        out.append(_claim("b", "CTRL on separate labels closer to the target than CFG on "
-                               "joint ones at every budget",
-                          all(got[b, "ctrl", "separate"]["ed"] < got[b, "cfg", "joint"]["ed"]
-                              for b in budgets)))
-    else:
-        out += [_claim("b", "separate labels not worse for CTRL than joint ones", None),
-                _claim("b", "CTRL on separate labels closer to the target than CFG", None)]
     st = results.get("strength")
-    if st is not None:
-        rows = sorted((r for r in st["rows"] if r["method"] == "ctrl"),
-                      key=lambda r: r["value"])
-        acc = [r["accuracy"] for r in rows]
-        one = next(r for r in rows if r["value"] == 1.0)
-        best = min(rows, key=lambda r: r["ed"])
-        out.append(_claim("c", "CTRL's accuracy rises monotonically with gamma",
-                          all(a < b for a, b in zip(acc, acc[1:]))))
-        out.append(_claim("c", "CTRL's diversity at the largest gamma below that at gamma = 1",
-                          rows[-1]["diversity"] < one["diversity"]))
-        out.append(_claim("c", "CTRL closest to the target at its calibrated gamma = 1",
-                          best["value"] == 1.0))
-    else:
-        out += [_claim("c", "CTRL's accuracy rises monotonically with gamma", None),
-                _claim("c", "CTRL's diversity at the largest gamma below gamma = 1's", None),
-                _claim("c", "CTRL closest to the target at gamma = 1", None)]
     sc = results.get("sampling_cost", {}).get(problem)
-    if sc is not None:
-        nfe = {r["method"]: r["nfe_per_sample"] for r in sc["rows"]}
-        out.append(_claim("d", "CTRL samples with the pre-trained model's network "
-                               "evaluations",
-                          round(nfe["ctrl"]) == round(nfe["pretrained"])))
-        out.append(_claim("d", "CTRL needs fewer network evaluations than CFG and rejection",
-                          nfe["ctrl"] < nfe["cfg"] and nfe["ctrl"] < nfe["rejection"]))
-    else:
-        out += [_claim("d", "CTRL samples with the pre-trained model's evaluations", None),
-                _claim("d", "CTRL needs fewer evaluations than CFG and rejection", None)]
-    return out
+
+    def ed_a(method, n):
+        return next(r["ed"] for r in se["rows"] if r["method"] == method and r["size"] == n)
+
+    def ed_b(budget, method, data):
+        return next(r["ed"] for r in dc["rows"]
+                    if (r["budget"], r["method"], r["data"]) == (budget, method, data))
+
+    def ctrl_rows():
+        return sorted((r for r in st["rows"] if r["method"] == "ctrl"),
+                      key=lambda r: r["value"])
+
+    def at_one():
+        return next(r for r in ctrl_rows() if r["value"] == 1.0)
+
+    def nfe(method):
+        return next(r["nfe_per_sample"] for r in sc["rows"] if r["method"] == method)
+
+    smallest = f" (N={se['sizes'][0]})" if se is not None else ""
+    checks = [   # (experiment, its results or None, claim, check evaluated on them)
+        ("a", se, f"CTRL closer to the target than CFG at the smallest N{smallest}",
+         lambda: ed_a("ctrl", se["sizes"][0]) < ed_a("cfg", se["sizes"][0])),
+        ("a", se, "CTRL closer to the target than CFG at every N",
+         lambda: all(ed_a("ctrl", n) < ed_a("cfg", n) for n in se["sizes"])),
+        ("b", dc, "separate labels not worse for CTRL than joint ones (ED within 0.01) at "
+                  "every budget",
+         lambda: all(ed_b(b, "ctrl", "separate") < ed_b(b, "ctrl", "joint") + 0.01
+                     for b in dc["budgets"])),
+        ("b", dc, "CTRL on separate labels closer to the target than CFG on joint ones at "
+                  "every budget",
+         lambda: all(ed_b(b, "ctrl", "separate") < ed_b(b, "cfg", "joint")
+                     for b in dc["budgets"])),
+        ("c", st, "CTRL's accuracy rises monotonically with gamma",
+         lambda: all(a["accuracy"] < b["accuracy"]
+                     for a, b in zip(ctrl_rows(), ctrl_rows()[1:]))),
+        ("c", st, "CTRL's diversity at the largest gamma below that at gamma = 1",
+         lambda: ctrl_rows()[-1]["diversity"] < at_one()["diversity"]),
+        ("c", st, "CTRL closest to the target at its calibrated gamma = 1",
+         lambda: min(ctrl_rows(), key=lambda r: r["ed"])["value"] == 1.0),
+        ("d", sc, "CTRL samples with the pre-trained model's network evaluations",
+         lambda: round(nfe("ctrl")) == round(nfe("pretrained"))),
+        ("d", sc, "CTRL needs fewer network evaluations than CFG and rejection",
+         lambda: nfe("ctrl") < nfe("cfg") and nfe("ctrl") < nfe("rejection")),
+    ]
+    return [_claim(exp, text, None if part is None else check())
+            for exp, part, text, check in checks]
 
 
 def budget_summary(results: dict, problem: str = "toy-gmm") -> str:
