@@ -101,6 +101,11 @@ def test_dataset_construction_budgets(results):
         assert r["labelled_points"] == (r["budget"] // 2 if r["data"] == "joint"
                                         else r["budget"])
         assert 0 <= r["accuracy"] <= min(r["accuracy_attr1"], r["accuracy_attr2"]) + 1e-6
+        # every CTRL fit carries the plateau statistic of its own J curve
+        assert ("ctrl_plateau" in r) == (r["method"] == "ctrl")
+        if r["method"] == "ctrl":
+            iters = results["config"]["toy"]["ctrl_iterations"]
+            assert r["ctrl_plateau"]["iterations"] == iters
 
 
 def test_strength_zero_is_pretrained(results):
@@ -110,6 +115,9 @@ def test_strength_zero_is_pretrained(results):
     assert zero["cg"]["ed"] == pytest.approx(zero["dps"]["ed"], abs=1e-6)
     guided = [r for r in rows if r["method"] in ("cg", "dps") and r["value"] == 1.0]
     assert all(r["accuracy"] > zero["cg"]["accuracy"] for r in guided)
+    ctrl = {r["value"]: r["ctrl_plateau"]["iterations"] for r in rows if r["method"] == "ctrl"}
+    assert ctrl == {1.0: results["config"]["toy"]["ctrl_iterations"],   # the reused fit
+                    2.0: results["config"]["strength"]["ctrl_iterations"]}
 
 
 def test_sampling_cost_consistent(results):

@@ -31,6 +31,7 @@ from .methods import (
     fit_methods,
     fit_problem_classifier,
     method_samplers,
+    plateau_statistic,
 )
 from .metrics import evaluate_method, targets_or_default
 
@@ -62,7 +63,8 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
 
     Returns:
         ``{"problem", "budgets", "rows", "seconds"}``; one row per (budget, method) with the
-        number of labelled points and labels each method used.
+        number of labelled points and labels each method used; a CTRL row also holds
+        ``ctrl_plateau``, the :func:`~.methods.plateau_statistic` of its fit's ``J``.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -81,9 +83,10 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
         fit2 = fit_problem_classifier(problem, x2, y2, seed + 1)
         reward = MultiTaskReward([fit1.reward, fit2.reward], flat=True)
         clf_secs = time.perf_counter() - t0
-        ctrl = fit_ctrl(problem, reward, seed=seed, num_labels=4).augmented
-        separate = FittedMethods(2 * half, classifier=reward, ctrl=ctrl,
-                                 seconds=dict(ctrl=time.perf_counter() - t0, dps=clf_secs))
+        ctrl_fit = fit_ctrl(problem, reward, seed=seed, num_labels=4)
+        separate = FittedMethods(2 * half, classifier=reward, ctrl=ctrl_fit.augmented,
+                                 seconds=dict(ctrl=time.perf_counter() - t0, dps=clf_secs),
+                                 histories=dict(ctrl=ctrl_fit.history.J))
         # CFG: half as many points, each with both labels
         xj, cj = problem.pool_x[perm[:half]], problem.pool_c[perm[:half]]
         yj = problem.label(xj, gen, task=None)
@@ -91,8 +94,9 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
         t0 = time.perf_counter()
         j1 = fit_problem_classifier(problem, xj, yj // 2, seed).reward
         j2 = fit_problem_classifier(problem, xj, yj % 2, seed + 1).reward
-        joint.ctrl = fit_ctrl(problem, MultiTaskReward([j1, j2], flat=True), seed=seed,
-                              num_labels=4).augmented
+        joint_fit = fit_ctrl(problem, MultiTaskReward([j1, j2], flat=True), seed=seed,
+                             num_labels=4)
+        joint.ctrl, joint.histories["ctrl"] = joint_fit.augmented, joint_fit.history.J
         joint.seconds["ctrl"] = time.perf_counter() - t0
         sep = method_samplers(problem, separate, references=False)
         jnt = method_samplers(problem, joint, references=False)
@@ -110,6 +114,8 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
                              fit_seconds=secs,
                              classifier_val_accuracy=[fit1.val_accuracy, fit2.val_accuracy]
                              if data == "separate" else None))
+            if name == "ctrl" and len(fit.histories["ctrl"]) >= 4:   # J flattened?
+                rows[-1]["ctrl_plateau"] = plateau_statistic(fit.histories["ctrl"]).as_dict()
             if progress:
                 r = rows[-1]
                 print(f"  [2 attributes] B={budget} {name:5} ({data}) ED {r['ed']:.4f} "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from .methods import FittedMethods, fit_ctrl, method_samplers
+from .methods import FittedMethods, fit_ctrl, method_samplers, plateau_statistic
 from .metrics import evaluate_method, targets_or_default
 
 __all__ = ["run_strength_sweep"]
@@ -45,7 +45,9 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
         progress: print one line per (method, value).
 
     Returns:
-        ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value).
+        ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value). A
+        CTRL row also holds ``ctrl_plateau``, the :func:`~.methods.plateau_statistic` of its
+        fit's ``J`` (for ``gamma = 1``: of ``fitted.histories["ctrl"]``, when kept).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -54,25 +56,28 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
     targets = targets_or_default(problem, targets, seed)
     rows = []
 
-    def add(method, value, fn, fit_seconds=0.0):
+    def add(method, value, fn, fit_seconds=0.0, curve=None):
         m = evaluate_method(problem, fn, targets, s["eval_samples"], seed)
         rows.append(dict(problem=problem.name, method=method, knob=_KNOB[method],
                          value=float(value), ed=m["ed"], accuracy=m["accuracy"],
                          diversity=m["diversity"], fit_seconds=fit_seconds))
+        if curve is not None and len(curve) >= 4:   # has this fit's J flattened?
+            rows[-1]["ctrl_plateau"] = plateau_statistic(curve).as_dict()
         if progress:
             print(f"  [{problem.name}] {method:5} {_KNOB[method]}={value:<5} ED {m['ed']:.4f} "
                   f"acc {m['accuracy']:.3f} div {m['diversity']:.3f}", flush=True)
 
     for gamma in ctrl_gamma:
         if gamma == 1.0 and fitted.ctrl is not None:
-            aug, secs = fitted.ctrl, 0.0
+            aug, secs, curve = fitted.ctrl, 0.0, fitted.histories.get("ctrl")
         else:
             t0 = time.perf_counter()
-            aug = fit_ctrl(problem, fitted.classifier, gamma=gamma, iterations=ctrl_iterations,
-                           seed=seed, init=fitted.ctrl).augmented
-            secs = time.perf_counter() - t0
+            fit = fit_ctrl(problem, fitted.classifier, gamma=gamma, iterations=ctrl_iterations,
+                           seed=seed, init=fitted.ctrl)
+            aug, secs, curve = fit.augmented, time.perf_counter() - t0, fit.history.J
         one = FittedMethods(fitted.n_labelled, ctrl=aug)
-        add("ctrl", gamma, method_samplers(problem, one, references=False)["ctrl"], secs)
+        add("ctrl", gamma, method_samplers(problem, one, references=False)["ctrl"], secs,
+            curve)
     for w in cfg_w:
         add("cfg", w, method_samplers(problem, fitted, cfg_w=w, references=False)["cfg"])
     for scale in cg_scale:
