@@ -4,7 +4,8 @@ For each problem of :func:`ctrl_teach.experiments.stress.stress_family` and each
 (``ctrl_teach.experiments.stress.SETTINGS``: ``before``, mean-only step, 400 iterations, the
 defaults before issue 11; ``pathwise``, variance-aware step and certificate-driven budget with
 the pathwise gradient; ``hybrid``, the same with the score-function gradient on every noisy
-step; ``default``, ``condition_pretrained``'s current defaults) it fine-tunes, scores every
+step; ``default``, ``condition_pretrained``'s current defaults, ``gradient="auto"``: pathwise,
+then hybrid if the pathwise phase stalls above the threshold) it fine-tunes, scores every
 ``(c, y)`` pair against the exact target and prints one row per problem; the pass criteria are
 ``ctrl_teach.experiments.stress.PASS_CRITERIA``. The JSON is rewritten after every problem, so
 an interrupted run keeps what it finished.
@@ -13,7 +14,7 @@ Usage: python benchmarks/stress_benchmark.py [--profile quick|full] [--limit N]
        [--settings before pathwise hybrid] [--num-samples 2000]
        [--out _build/benchmarks/stress.json]
 JSON: {"profile", "threads", "criteria", "results": [{name, setting, seconds, iterations,
-pass_rate, pairs: [{c, y, gap, gap_se, ed, ed_floor, confidence, confidence_exact,
+phases, pass_rate, pairs: [{c, y, gap, gap_se, ed, ed_floor, confidence, confidence_exact,
 true_confidence, passed}]}], "summary": {setting: pass rate over all pairs}}.
 """
 

@@ -5,6 +5,8 @@ cannot move (``benchmarks/stress_benchmark.py`` measures the whole family): ther
 must carry the certificate and warn with the number, instead of passing silently.
 """
 
+import warnings
+
 import pytest
 import torch
 
@@ -61,3 +63,22 @@ def test_hybrid_gradient_moves_the_mode_weights():
               f"{r['confidence']:.3f} vs exact {r['confidence_exact']:.3f}, ED {r['ed']:.4f}")
         assert -3 * r["gap_se"] < r["gap"] < 0.45
         assert abs(r["confidence"] - r["confidence_exact"]) < 0.03
+
+
+def test_default_workflow_switches_to_the_hybrid_gradient_when_the_pathwise_one_stalls():
+    """``gradient="auto"`` (the default): on the tight-mode problem the pathwise phase stalls
+    far above the threshold, so the workflow continues with the hybrid gradient, keeps it
+    because it lowered the certificate, and ends with the mode weights moved."""
+    spec = stress_family("quick")[0]
+    p = make_stress_problem(**spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CertificateWarning)
+        model = condition_pretrained(p.network, p.reward, sampler=p.sampler, alpha=p.alpha,
+                                     max_iterations=1000, check_every=100, progress=False)
+    modes = [m for _, m in model.phases]
+    print(model.phases, model.certificate.history)
+    assert modes[0] == "full" and modes[1] == "hybrid" and modes[-1] == "hybrid"
+    switch = model.phases[1][0]
+    at_switch = dict(model.certificate.history)[switch]
+    assert at_switch > 1.0                                 # the pathwise plateau
+    assert model.certificate.gap < 0.5 * at_switch         # the hybrid phase closed most of it

@@ -118,7 +118,7 @@ class CertificateMonitor:
         return self.last
 
     def stopping_rule(self, *, check_every: int = 100, patience: int = 3, tol: float = 0.01,
-                      target: float = 0.01):
+                      target: float = 0.01, offset: int = 0):
         """A ``finetune`` callback: every ``check_every`` iterations measure the certificate;
         stop when the largest gap is below ``target``, or when it has not improved on its best
         value by ``tol`` for ``patience`` checks in a row (single estimates are noisy, so one
@@ -129,6 +129,8 @@ class CertificateMonitor:
             patience: checks without progress before stopping.
             tol: the smallest improvement (nats) that counts as progress.
             target: a gap (nats) that counts as converged.
+            offset: iterations already trained before this ``finetune`` call (a second
+                phase), added to its iteration count in the record.
 
         Returns:
             ``callback(k, history) -> bool`` for :func:`~ctrl_teach.ctrl.finetune`.
@@ -140,7 +142,7 @@ class CertificateMonitor:
         def callback(k, history):
             if k % check_every:
                 return False
-            now = self.measure(k).gap
+            now = self.measure(k + offset).gap
             if now < state["best"] - tol:
                 state["best"], state["stale"] = now, 0
             else:

@@ -11,7 +11,8 @@ Each call wraps the pieces the chapters build by hand, with the book's defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from ..target import check_reward, num_reward_labels
 from .augmented import AugmentedModel, HeadAugmentedModel, LoRAAugmentedModel
 from .calibration import RewardFit, train_calibrated_classifier
 from .convergence import Certificate, CertificateMonitor, warn_if_not_converged
-from .finetune import FinetuneHistory, finetune, sample
+from .finetune import GRADIENT_MODES, FinetuneHistory, finetune, sample
 from .references import evaluate_against_target
 from .rewards import CNNClassifier, MLPClassifier
 
@@ -46,6 +47,9 @@ class ConditionedModel:
         certificate: the final :class:`~ctrl_teach.ctrl.Certificate` (the gap
             ``alpha log Z - J`` of every ``(c, y)`` pair, its standard error, whether it is
             below the threshold), or ``None`` when not measured.
+        phases: ``(first iteration, gradient)`` of every fine-tuning phase, e.g.
+            ``[(0, "full"), (700, "hybrid"), (1400, "hybrid")]`` when the pathwise gradient
+            stalled and the last phase is the learning-rate anneal.
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -55,6 +59,7 @@ class ConditionedModel:
     history: FinetuneHistory
     alpha: float
     certificate: Certificate | None = None
+    phases: list = field(default_factory=list)
 
     def sample(self, n: int, *, c=None, y, generator=None) -> torch.Tensor:
         """``n`` samples for ``(c, y)`` (ints or ``(n,)`` tensors, mixed pairs allowed)."""
@@ -156,6 +161,7 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
                          sampler: DiffusionSampler | None = None, variant: str = "head",
                          variance: bool = VARIANCE_DEFAULT, alpha: float = 1.0,
                          gamma: float = 1.0, iterations: int | None = None,
+                         gradient: str = "auto",
                          max_iterations: int = 2000, check_every: int = 100,
                          gap_threshold: float = 0.05, certify: bool = True,
                          batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
@@ -172,9 +178,16 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     until the largest certificate gap over the ``(c, y)`` pairs, measured every
     ``check_every`` iterations, has not improved by 0.01 nats for three checks (or falls below
     0.01), within ``max_iterations``, then anneals the learning rate for a fifth as many
-    iterations. The result carries the
-    final certificate; when its gap exceeds ``gap_threshold`` (beyond two standard errors) a
-    :class:`~ctrl_teach.ctrl.CertificateWarning` says so, with the number and what to try.
+    iterations. With ``gradient="auto"`` (the default) the first phase uses the pathwise
+    gradient; if it stalls with the gap above ``gap_threshold`` (beyond two standard errors)
+    and budget is left, a second phase continues with ``gradient="hybrid"`` over every noisy
+    step (the score-function term moves mass between well-separated modes, which the
+    pathwise gradient cannot; Chapter 9, "The best of both"), under the same
+    stopping rule and cap; it is kept only if it lowered the gap (otherwise the pathwise
+    model is restored), and the anneal uses the kept phase's gradient. The result
+    carries the final certificate; when its gap exceeds ``gap_threshold`` (beyond two standard
+    errors) a :class:`~ctrl_teach.ctrl.CertificateWarning` says so, with the number and what
+    to try.
 
     Args:
         pretrained: a :class:`~ctrl_teach.pretrained.PretrainedDiffusion`, or your own
@@ -189,6 +202,10 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
         alpha: KL weight.
         gamma: reward weight.
         iterations: a fixed budget of Adam iterations, or ``None`` to stop on the certificate.
+        gradient: a :func:`~ctrl_teach.ctrl.finetune` gradient mode, or ``"auto"``: pathwise
+            (``"full"``), switching to ``"hybrid"`` when the certificate stalls above the
+            threshold (only with ``iterations=None``; with a fixed budget ``"auto"`` is
+            ``"full"``).
         max_iterations: the cap of the certificate-driven budget.
         check_every: iterations between certificate checks.
         gap_threshold: the gap (nats) above which the result warns.
@@ -205,6 +222,7 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
     check_choice("variant", variant, ("head", "lora"))
+    check_choice("gradient", gradient, GRADIENT_MODES + ("auto",))
     if isinstance(reward_model, RewardFit):
         raise ValueError("reward_model must be a reward module: pass fit_classifier(...).reward")
     if isinstance(pretrained, PretrainedDiffusion):
@@ -230,30 +248,65 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
     common = dict(batch_size=batch_size, lr=lr, alpha=alpha, gamma=gamma, progress=progress,
                   **finetune_kwargs)
     if iterations is None:
-        # constant learning rate until the certificate stops improving, then a short anneal
-        # (a fifth of the iterations so far, learning rate decaying to a tenth)
-        history = finetune(augmented, reward_model, iterations=max_iterations, seed=seed,
-                           lr_decay=1.0, callback=monitor.stopping_rule(check_every=check_every),
-                           **common)
-        anneal = finetune(augmented, reward_model, iterations=max(check_every,
-                                                                  len(history.J) // 5),
-                          seed=seed + 1, warmup=0, **common)
-        history = history.extend(anneal)
+        history, phases = _certificate_driven(augmented, reward_model, monitor, gradient,
+                                              max_iterations, check_every, gap_threshold,
+                                              seed, common)
     else:
-        history = finetune(augmented, reward_model, iterations=iterations, seed=seed, **common)
+        mode = "full" if gradient == "auto" else gradient
+        history = finetune(augmented, reward_model, iterations=iterations, seed=seed,
+                           gradient=mode, **common)
+        phases = [(0, mode)]
     certificate = None
     if monitor is not None:
         certificate = warn_if_not_converged(monitor.measure(len(history.J)), gap_threshold,
                                             _hints(variance, sampler, iterations,
-                                                   finetune_kwargs.get("gradient", "full")))
-    return ConditionedModel(augmented, reward_model, history, alpha, certificate)
+                                                   [m for _, m in phases]))
+    return ConditionedModel(augmented, reward_model, history, alpha, certificate, phases)
 
 
-def _hints(variance: bool, sampler: DiffusionSampler, iterations, gradient: str) -> str:
-    """What to try when the certificate has not closed."""
+def _certificate_driven(augmented, reward_model, monitor, gradient, max_iterations,
+                        check_every, gap_threshold, seed, common):
+    """``condition_pretrained``'s budget for ``iterations=None``: fine-tune at a constant
+    learning rate until the certificate stops improving (``monitor.stopping_rule``); with
+    ``gradient="auto"``, if the pathwise phase stalls above the threshold, a hybrid phase
+    for the rest of the cap, kept only if it lowered the gap (else the pathwise model is
+    restored); then a short anneal (a fifth of the iterations so far, the learning rate
+    decaying to a tenth) with the kept phase's gradient."""
+    num_steps = augmented.sampler.num_steps
+    mode = "full" if gradient == "auto" else gradient
+    history = finetune(augmented, reward_model, iterations=max_iterations, seed=seed,
+                       lr_decay=1.0, gradient=mode,
+                       callback=monitor.stopping_rule(check_every=check_every), **common)
+    phases = [(0, mode)]
+    last, done = monitor.last, len(history.J)
+    stalled = last is not None and last.gap > gap_threshold + 2 * last.gap_se
+    if gradient == "auto" and stalled and max_iterations - done >= check_every:
+        # the pathwise gradient stalled above the threshold: continue with the
+        # score-function estimator over every noisy step (Chapter 9)
+        saved = copy.deepcopy(augmented.state_dict())
+        hybrid = dict(common, score_steps=common.get("score_steps") or num_steps)
+        more = finetune(augmented, reward_model, iterations=max_iterations - done,
+                        seed=seed + 2, lr_decay=1.0, gradient="hybrid",
+                        callback=monitor.stopping_rule(check_every=check_every, offset=done),
+                        **hybrid)
+        history, phases = history.extend(more), phases + [(done, "hybrid")]
+        if monitor.measure(len(history.J)).gap < last.gap:    # same noise: a paired test
+            mode, common = "hybrid", hybrid
+        else:   # it did not help: back to the pathwise model (the record keeps both)
+            augmented.load_state_dict(saved)
+            phases.append((len(history.J), "full (hybrid phase reverted)"))
+    phases.append((len(history.J), mode))
+    anneal = finetune(augmented, reward_model, iterations=max(check_every,
+                                                              len(history.J) // 5),
+                      seed=seed + 1, warmup=0, gradient=mode, **common)
+    return history.extend(anneal), phases
+
+
+def _hints(variance: bool, sampler: DiffusionSampler, iterations, gradients) -> str:
+    """What to try when the certificate has not closed (``gradients``: those used)."""
     tips = [] if variance else ["variance=True (a step that also learns its variance)"]
     tips.append(f"a sampler with more than {sampler.num_steps} steps")
-    if gradient != "hybrid":   # tight modes whose weights the label changes (experiments.stress)
+    if "hybrid" not in gradients:   # tight modes whose weights the label changes (stress)
         tips.append(f"gradient='hybrid', score_steps={sampler.num_steps} (a score-function "
                     "gradient moves mass between modes when the pathwise one cannot)")
     tips.append("learn_initial=True (when the schedule keeps signal at T)")

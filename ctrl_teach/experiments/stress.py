@@ -233,12 +233,15 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
             mean-only step, a fixed 400 iterations, the pathwise gradient), ``"pathwise"``
             (variance-aware step, certificate-driven budget, the pathwise gradient) or
             ``"hybrid"`` (the same with ``gradient="hybrid"`` over every noisy step), or
-            ``"default"`` (whatever ``condition_pretrained`` does by default).
+            ``"default"`` (whatever ``condition_pretrained`` does by default: since
+            ``gradient="auto"``, pathwise, then hybrid if the pathwise phase stalls above
+            the threshold).
         seed: seeds fine-tuning and evaluation.
         num_samples: samples per pair for the distances.
 
     Returns:
-        A dict with the problem's name, the setting, seconds, iterations and one row per pair
+        A dict with the problem's name, the setting, seconds, iterations, the fine-tuning
+        ``phases`` (``[first iteration, gradient]``) and one row per pair
         (gap, gap_se, ed, ed_floor, confidence and confidence_exact under the reward
         fine-tuned on, true_confidence under the known rule, passed); a pair whose label is
         too rare for a rejection reference has ``passed=None`` and the ``error``.
@@ -274,5 +277,6 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
                          passed=bool(passed)))
     scored = [r for r in rows if r["passed"] is not None]
     return dict(name=problem.name, setting=setting, seconds=seconds,
-                iterations=len(model.history.J), pairs=rows,
+                iterations=len(model.history.J),
+                phases=[[int(k), mode] for k, mode in model.phases], pairs=rows,
                 pass_rate=sum(r["passed"] for r in scored) / max(len(scored), 1))
