@@ -44,31 +44,13 @@ def test_tight_modes_target_moves_mass_and_the_workflow_says_it_has_not():
     assert alz < 0
 
 
-def test_hybrid_gradient_moves_the_mode_weights():
-    """The same tight-mode problem with ``gradient="hybrid"`` over every noisy step: the
-    likelihood-ratio term moves mass between the modes. Measured (seed 0, 1000 iterations of
-    batch 128): gaps 0.14-0.30 nats against 2-8 for the pathwise gradient at a third of the
-    budget (and 1.1-1.2 when only the first half of the steps uses the score function), and
-    the true confidence within 0.03 of the exact target's for every label."""
-    spec = stress_family("quick")[0]
-    p = make_stress_problem(**spec)
-    model = condition_pretrained(p.network, p.reward, sampler=p.sampler, alpha=p.alpha,
-                                 iterations=1000, gradient="hybrid",
-                                 score_steps=p.sampler.num_steps, certify=False,
-                                 progress=False)
-    g = torch.Generator().manual_seed(1)
-    for c, y in p.pairs:
-        r = model.evaluate(c=c, y=y, generator=g, num_candidates=10000, num_samples=2000)
-        print(f"y={y}: gap {r['gap']:.3f} +- {r['gap_se']:.3f}, confidence "
-              f"{r['confidence']:.3f} vs exact {r['confidence_exact']:.3f}, ED {r['ed']:.4f}")
-        assert -3 * r["gap_se"] < r["gap"] < 0.45
-        assert abs(r["confidence"] - r["confidence_exact"]) < 0.03
-
-
 def test_default_workflow_switches_to_the_hybrid_gradient_when_the_pathwise_one_stalls():
     """``gradient="auto"`` (the default): on the tight-mode problem the pathwise phase stalls
-    far above the threshold, so the workflow continues with the hybrid gradient, keeps it
-    because it lowered the certificate, and ends with the mode weights moved."""
+    far above the threshold, so the workflow continues with the hybrid gradient (the
+    likelihood-ratio term moves mass between the modes), keeps it because it lowered the
+    certificate, and ends with the mode weights moved. Measured (seed 0, cap 1000, 1 thread,
+    about 45 s): pathwise plateau 8.1-8.3 nats for 500 iterations, then 0.77 after 100 hybrid
+    iterations and 0.34 after the anneal."""
     spec = stress_family("quick")[0]
     p = make_stress_problem(**spec)
     with warnings.catch_warnings():
@@ -82,3 +64,10 @@ def test_default_workflow_switches_to_the_hybrid_gradient_when_the_pathwise_one_
     at_switch = dict(model.certificate.history)[switch]
     assert at_switch > 1.0                                 # the pathwise plateau
     assert model.certificate.gap < 0.5 * at_switch         # the hybrid phase closed most of it
+    g = torch.Generator().manual_seed(1)
+    for c, y in p.pairs:     # graded by the exact target: the mode weights have moved
+        r = model.evaluate(c=c, y=y, generator=g, num_candidates=10000, num_samples=2000)
+        print(f"y={y}: gap {r['gap']:.3f} +- {r['gap_se']:.3f}, confidence "
+              f"{r['confidence']:.3f} vs exact {r['confidence_exact']:.3f}, ED {r['ed']:.4f}")
+        assert -3 * r["gap_se"] < r["gap"] < 0.45
+        assert abs(r["confidence"] - r["confidence_exact"]) < 0.03
