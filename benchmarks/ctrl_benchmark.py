@@ -145,7 +145,7 @@ def digits_outcome(num_buckets, steps, classes):
                 aug = HeadAugmentedModel(pre.network, digit_sampler(pre, num_steps=num_steps),
                                          num_buckets, x0_input=True, width=64,
                                          variance=CLASSES[name])
-            _, cost = timed_finetune(aug, reward.reward, pick(400, 1500), batch_size=64,
+            _, cost = timed_finetune(aug, reward.reward, pick(1200, 3000), batch_size=64,
                                      lr=1e-2)
             res = evaluate_digits(aug, reward, oracle, per_pair=pick(50, 200),
                                   generator=torch.Generator().manual_seed(1))
