@@ -27,11 +27,11 @@ import torch
 from ..ctrl import MultiTaskReward
 from .methods import (
     FittedMethods,
+    curve_plateau,
     fit_ctrl,
     fit_methods,
     fit_problem_classifier,
     method_samplers,
-    plateau_statistic,
 )
 from .metrics import evaluate_method, targets_or_default
 
@@ -64,7 +64,7 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
     Returns:
         ``{"problem", "budgets", "rows", "seconds"}``; one row per (budget, method) with the
         number of labelled points and labels each method used; a CTRL row also holds
-        ``ctrl_plateau``, the :func:`~.methods.plateau_statistic` of its fit's ``J``.
+        ``ctrl_plateau``, the :func:`~.methods.curve_plateau` of its fit's ``J``.
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
@@ -114,8 +114,9 @@ def run_dataset_construction(problem, budgets, seed: int = 0, targets=None,
                              fit_seconds=secs,
                              classifier_val_accuracy=[fit1.val_accuracy, fit2.val_accuracy]
                              if data == "separate" else None))
-            if name == "ctrl" and len(fit.histories["ctrl"]) >= 4:   # J flattened?
-                rows[-1]["ctrl_plateau"] = plateau_statistic(fit.histories["ctrl"]).as_dict()
+            plateau = curve_plateau(fit.histories["ctrl"]) if name == "ctrl" else None
+            if plateau is not None:   # has this CTRL fit's J flattened?
+                rows[-1]["ctrl_plateau"] = plateau
             if progress:
                 r = rows[-1]
                 print(f"  [2 attributes] B={budget} {name:5} ({data}) ED {r['ed']:.4f} "

@@ -41,7 +41,7 @@ from .problems import Problem
 
 __all__ = ["METHODS", "FittedMethods", "ProblemClassifierFit", "CTRLFit", "Plateau",
            "fit_problem_classifier", "fit_ctrl", "fit_methods", "method_samplers",
-           "plateau_statistic", "rejection_sampler"]
+           "plateau_statistic", "curve_plateau", "rejection_sampler"]
 
 METHODS = ("ctrl", "cfg", "cg", "dps")
 
@@ -220,6 +220,15 @@ def plateau_statistic(values, tail: float = 0.2, rel_tol: float = 0.01,
     rel = abs(change) / abs(mb) if mb != 0 else math.inf
     flat = rel < rel_tol or abs(change) < z * se
     return Plateau(len(vals), m, mb, change, rel, se, bool(flat), float(rel_tol), float(z))
+
+
+def curve_plateau(curve) -> dict | None:
+    """The JSON record of a fit's curve (``ctrl_plateau`` in the experiments' rows):
+    :func:`plateau_statistic` with its defaults, as a dict; ``None`` when there is no curve
+    or it is too short (fewer than 4 values) to test."""
+    if curve is None or len(curve) < 4:
+        return None
+    return plateau_statistic(curve).as_dict()
 
 
 def fit_problem_classifier(problem: Problem, x, y, seed: int = 0,

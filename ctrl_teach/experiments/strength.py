@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from .methods import FittedMethods, fit_ctrl, method_samplers, plateau_statistic
+from .methods import FittedMethods, curve_plateau, fit_ctrl, method_samplers
 from .metrics import evaluate_method, targets_or_default
 
 __all__ = ["run_strength_sweep"]
@@ -46,7 +46,7 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
 
     Returns:
         ``{"problem", "n_labelled", "rows", "seconds"}``; one row per (method, value). A
-        CTRL row also holds ``ctrl_plateau``, the :func:`~.methods.plateau_statistic` of its
+        CTRL row also holds ``ctrl_plateau``, the :func:`~.methods.curve_plateau` of its
         fit's ``J`` (for ``gamma = 1``: of ``fitted.histories["ctrl"]``, when kept).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
@@ -61,8 +61,9 @@ def run_strength_sweep(problem, fitted, ctrl_gamma, cfg_w, cg_scale, dps_scale,
         rows.append(dict(problem=problem.name, method=method, knob=_KNOB[method],
                          value=float(value), ed=m["ed"], accuracy=m["accuracy"],
                          diversity=m["diversity"], fit_seconds=fit_seconds))
-        if curve is not None and len(curve) >= 4:   # has this fit's J flattened?
-            rows[-1]["ctrl_plateau"] = plateau_statistic(curve).as_dict()
+        plateau = curve_plateau(curve)
+        if plateau is not None:   # has this fit's J flattened?
+            rows[-1]["ctrl_plateau"] = plateau
         if progress:
             print(f"  [{problem.name}] {method:5} {_KNOB[method]}={value:<5} ED {m['ed']:.4f} "
                   f"acc {m['accuracy']:.3f} div {m['diversity']:.3f}", flush=True)
