@@ -66,3 +66,29 @@ def test_certificate_driven_budget_stops_by_itself():
     checks = model.certificate.history
     assert len(model.history.J) == checks[-1][0] <= 400
     assert checks[-1][1] < checks[0][1]                   # the gap fell while it trained
+
+
+def test_paired_improvement_sees_through_the_noise_of_the_gap():
+    """Two checks on the same noise: no training means no change at all; a few iterations
+    give a drop whose paired standard error is far below the standard error of the gap
+    itself (the ``log Z`` error cancels and the trajectories share their noise), which is
+    what lets the stopping rule tell progress from Monte Carlo noise."""
+    from ctrl_teach.ctrl import CertificateMonitor, HeadAugmentedModel, ProbitClassifier
+    from ctrl_teach.ctrl import finetune
+    from ctrl_teach.diffusion import DiffusionSampler
+    from ctrl_teach.pretrained import load_pretrained
+
+    pre = load_pretrained("toy-gmm")
+    sampler = DiffusionSampler(pre.schedule, num_steps=5, eta=1.0, clip_x0=3.0)
+    model = HeadAugmentedModel(pre.network, sampler, num_labels=2)
+    reward = ProbitClassifier([1.0, 0.0])
+    monitor = CertificateMonitor(model, reward, num_candidates=2000, num_rollouts=1000)
+    before = monitor.measure(0)
+    before_J = dict(monitor.last_J)
+    monitor.measure(0)
+    assert monitor.improvement(before, before_J) == (0.0, 0.0)
+    finetune(model, reward, iterations=30, batch_size=64, seed=0, progress=False)
+    monitor.measure(30)
+    drop, se = monitor.improvement(before, before_J)
+    assert drop > 4 * se > 0
+    assert se < 0.5 * monitor.last.gap_se

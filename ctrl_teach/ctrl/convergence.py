@@ -91,6 +91,7 @@ class CertificateMonitor:
                                                        alpha=self.alpha, gamma=self.gamma)
         self.history: list = []
         self.last: Certificate | None = None
+        self.last_J: dict = {}     # per-trajectory J of every pair at the last check
 
     def measure(self, iterations: int = 0) -> Certificate:
         """Estimate the gap of every pair now (no gradients); record the largest.
@@ -102,12 +103,13 @@ class CertificateMonitor:
             A :class:`Certificate`.
         """
         gen = torch.Generator().manual_seed(self.seed + 2)
-        pairs = []
+        pairs, self.last_J = [], {}
         with torch.no_grad():
             for (c, y), (alz, alz_se) in self.log_z.items():
                 out = rollout(self.augmented, self.reward_model, c=c,
                               y=torch.full((self.num_rollouts,), y), generator=gen,
                               alpha=self.alpha, gamma=self.gamma)
+                self.last_J[(c, y)] = out.J.detach()
                 gap, se = certificate_gap(alz, alz_se, out.J)
                 pairs.append(dict(c=c, y=y, alpha_log_z=alz, J=float(out.J.mean()), gap=gap,
                                   gap_se=se))
@@ -117,12 +119,36 @@ class CertificateMonitor:
                                 list(self.history))
         return self.last
 
+    def improvement(self, before: Certificate, before_J: dict) -> tuple[float, float]:
+        """How much the largest gap fell since an earlier check, with a paired standard error.
+
+        Both checks used the same noise and the same ``alpha log Z`` samples, so the
+        difference of the gaps of a pair is ``J_now - J_before``, and its standard error is
+        that of the per-trajectory differences (much smaller than either gap's: the
+        ``log Z`` error cancels and the trajectories share their noise).
+
+        Args:
+            before: the earlier :class:`Certificate`.
+            before_J: the per-trajectory ``J`` of every pair at that check
+                (:attr:`last_J` then).
+
+        Returns:
+            ``(drop, se)``: ``before.gap - gap now`` and the paired standard error of the
+            pair that is now the furthest from its optimum.
+        """
+        worst = max(self.last.pairs, key=lambda p: p["gap"])
+        key = (worst["c"], worst["y"])
+        diff = self.last_J[key] - before_J[key]
+        return before.gap - self.last.gap, float(diff.std() / math.sqrt(diff.numel()))
+
     def stopping_rule(self, *, check_every: int = 100, patience: int = 3, tol: float = 0.01,
                       target: float = 0.01, offset: int = 0):
         """A ``finetune`` callback: every ``check_every`` iterations measure the certificate;
         stop when the largest gap is below ``target``, or when it has not improved on its best
-        value by ``tol`` for ``patience`` checks in a row (single estimates are noisy, so one
-        check without progress is not enough).
+        value for ``patience`` checks in a row (single estimates are noisy, so one check
+        without progress is not enough). An improvement counts when it exceeds both ``tol``
+        and twice its paired standard error (:meth:`improvement`), so Monte Carlo noise is
+        never mistaken for progress.
 
         Args:
             check_every: iterations between checks.
@@ -137,17 +163,22 @@ class CertificateMonitor:
         """
         check_every = check_positive_int("check_every", check_every)
         patience = check_positive_int("patience", patience)
-        state = {"best": math.inf, "stale": 0}
+        state = {"best": None, "best_J": None, "stale": 0}
 
         def callback(k, history):
             if k % check_every:
                 return False
-            now = self.measure(k + offset).gap
-            if now < state["best"] - tol:
-                state["best"], state["stale"] = now, 0
+            now = self.measure(k + offset)
+            if state["best"] is None:
+                progress = True
+            else:
+                drop, se = self.improvement(state["best"], state["best_J"])
+                progress = drop > max(tol, 2 * se)
+            if progress:
+                state.update(best=now, best_J=dict(self.last_J), stale=0)
             else:
                 state["stale"] += 1
-            return now < target or state["stale"] >= patience
+            return now.gap < target or state["stale"] >= patience
 
         return callback
 

@@ -176,15 +176,17 @@ def condition_pretrained(pretrained, reward_model: nn.Module, *,
 
     Budget: with ``iterations=None`` (the default) it fine-tunes at a constant learning rate
     until the largest certificate gap over the ``(c, y)`` pairs, measured every
-    ``check_every`` iterations, has not improved by 0.01 nats for three checks (or falls below
-    0.01), within ``max_iterations``, then anneals the learning rate for a fifth as many
-    iterations. With ``gradient="auto"`` (the default) the first phase uses the pathwise
-    gradient; if it stalls with the gap above ``gap_threshold`` (beyond two standard errors)
-    and budget is left, a second phase continues with ``gradient="hybrid"`` over every noisy
-    step (the score-function term moves mass between well-separated modes, which the
-    pathwise gradient cannot; Chapter 9, "The best of both"), under the same
-    stopping rule and cap; it is kept only if it lowered the gap (otherwise the pathwise
-    model is restored), and the anneal uses the kept phase's gradient. The result
+    ``check_every`` iterations, has not improved for three checks (an improvement counts
+    when it exceeds 0.01 nats and twice its paired standard error,
+    :meth:`~ctrl_teach.ctrl.CertificateMonitor.stopping_rule`) or falls below 0.01, within
+    ``max_iterations``, then anneals the learning rate for a fifth as many iterations. With
+    ``gradient="auto"`` (the default) the first phase uses the pathwise gradient; if it
+    stalls with the gap above ``gap_threshold`` and budget is left, a second phase continues
+    with ``gradient="hybrid"`` over every noisy step (the score-function term moves mass
+    between well-separated modes, which the pathwise gradient cannot; Chapter 9, "The best
+    of both"), under the same stopping rule and cap; it is kept only if it lowered the gap
+    by more than twice the paired standard error (otherwise the pathwise model is
+    restored), and the anneal uses the kept phase's gradient. The result
     carries the final certificate; when its gap exceeds ``gap_threshold`` (beyond two standard
     errors) a :class:`~ctrl_teach.ctrl.CertificateWarning` says so, with the number and what
     to try.
@@ -278,8 +280,8 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                        lr_decay=1.0, gradient=mode,
                        callback=monitor.stopping_rule(check_every=check_every), **common)
     phases = [(0, mode)]
-    last, done = monitor.last, len(history.J)
-    stalled = last is not None and last.gap > gap_threshold + 2 * last.gap_se
+    last, last_J, done = monitor.last, dict(monitor.last_J), len(history.J)
+    stalled = last is not None and last.gap > gap_threshold
     if gradient == "auto" and stalled and max_iterations - done >= check_every:
         # the pathwise gradient stalled above the threshold: continue with the
         # score-function estimator over every noisy step (Chapter 9)
@@ -290,7 +292,9 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                         callback=monitor.stopping_rule(check_every=check_every, offset=done),
                         **hybrid)
         history, phases = history.extend(more), phases + [(done, "hybrid")]
-        if monitor.measure(len(history.J)).gap < last.gap:    # same noise: a paired test
+        monitor.measure(len(history.J))
+        drop, se = monitor.improvement(last, last_J)    # same noise: a paired test
+        if drop > 2 * se:
             mode, common = "hybrid", hybrid
         else:   # it did not help: back to the pathwise model (the record keeps both)
             augmented.load_state_dict(saved)
