@@ -15,10 +15,10 @@ benchmarks/SCHEMA.md). ``--profile quick`` fits a 2-core CPU in about ten minute
 ``--toy-only`` drops the digits runs. The stored CPU run the book reads,
 ``ctrl_teach/book_data/experiments_full_cpu.json``, was made with
 
-    OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py --profile full --scale 2 \
+    OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py --profile full --scale 4 \
         --toy-only --out ctrl_teach/book_data/experiments_full_cpu.json
 
-(one CPU thread, about 50 minutes).
+(one CPU thread, about 40 minutes).
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py [--profile quick|full]
        [--only sample_efficiency strength ...] [--scale F] [--toy-only] [--out FILE]
