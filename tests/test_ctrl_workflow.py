@@ -73,8 +73,7 @@ def test_paired_improvement_sees_through_the_noise_of_the_gap():
     give a drop whose paired standard error is far below the standard error of the gap
     itself (the ``log Z`` error cancels and the trajectories share their noise), which is
     what lets the stopping rule tell progress from Monte Carlo noise."""
-    from ctrl_teach.ctrl import CertificateMonitor, HeadAugmentedModel, ProbitClassifier
-    from ctrl_teach.ctrl import finetune
+    from ctrl_teach.ctrl import CertificateMonitor, HeadAugmentedModel, ProbitClassifier, finetune
     from ctrl_teach.diffusion import DiffusionSampler
     from ctrl_teach.pretrained import load_pretrained
 
