@@ -264,7 +264,8 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
                                         num_candidates=5 * num_samples, num_samples=num_samples)
             floor = _mc_floor(problem, c, y, num_samples, g)
         except ValueError as err:          # a label too rare for a rejection reference
-            rows.append(dict(c=c, y=y, passed=None, error=str(err)))
+            rows.append(dict(c=c, y=y, passed=None,
+                             error=f"label too rare for a rejection reference: {err}"))
             continue
         passed = (r["gap"] <= crit["gap"]
                   and r["ed"] <= crit["ed_factor"] * max(floor, 0.0) + crit["ed_slack"]
