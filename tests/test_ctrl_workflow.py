@@ -76,18 +76,18 @@ def test_paired_improvement_sees_through_the_noise_of_the_gap():
     from ctrl_teach.ctrl import CertificateMonitor, HeadAugmentedModel, ProbitClassifier, finetune
     from ctrl_teach.diffusion import DiffusionSampler
     from ctrl_teach.pretrained import load_pretrained
+    from ctrl_teach.profiles import seeded_init
 
     pre = load_pretrained("toy-gmm")
     sampler = DiffusionSampler(pre.schedule, num_steps=5, eta=1.0, clip_x0=3.0)
-    model = HeadAugmentedModel(pre.network, sampler, num_labels=2)
+    with seeded_init(0):
+        model = HeadAugmentedModel(pre.network, sampler, num_labels=2)
     reward = ProbitClassifier([1.0, 0.0])
     monitor = CertificateMonitor(model, reward, num_candidates=2000, num_rollouts=1000)
     before = monitor.measure(0)
-    before_J = dict(monitor.last_J)
-    monitor.measure(0)
-    assert monitor.improvement(before, before_J) == (0.0, 0.0)
+    assert monitor.measure(0).drop_since(before) == (0.0, 0.0)
     finetune(model, reward, iterations=30, batch_size=64, seed=0, progress=False)
-    monitor.measure(30)
-    drop, se = monitor.improvement(before, before_J)
+    now = monitor.measure(30)
+    drop, se = now.drop_since(before)
     assert drop > 4 * se > 0
-    assert se < 0.5 * monitor.last.gap_se
+    assert se < 0.5 * now.gap_se

@@ -41,6 +41,8 @@ class Certificate:
         iterations: fine-tuning iterations when it was measured.
         history: ``(iterations, largest gap)`` at every check during fine-tuning.
         converged: whether the largest gap is below the threshold used.
+        trajectory_J: the per-trajectory ``J`` of every pair, keyed ``(c, y)``: what a
+            paired comparison of two certificates needs (:meth:`drop_since`).
 
     Introduced in: Chapter 5 (CTRL on 2-D data).
     """
@@ -51,6 +53,29 @@ class Certificate:
     iterations: int
     history: list = field(default_factory=list)
     converged: bool = False
+    trajectory_J: dict = field(default_factory=dict, repr=False)
+
+    def drop_since(self, before: Certificate) -> tuple[float, float]:
+        """How much the largest gap fell since an earlier certificate, with a paired
+        standard error.
+
+        Two certificates of one :class:`CertificateMonitor` used the same noise and the
+        same ``alpha log Z`` samples, so the difference of the gaps of a pair is
+        ``J_now - J_before``, and its standard error is that of the per-trajectory
+        differences (much smaller than either gap's: the ``log Z`` error cancels and the
+        trajectories share their noise).
+
+        Args:
+            before: an earlier certificate from the same monitor.
+
+        Returns:
+            ``(drop, se)``: ``before.gap - self.gap`` and the paired standard error of the
+            pair that is now the furthest from its optimum.
+        """
+        worst = max(self.pairs, key=lambda p: p["gap"])
+        key = (worst["c"], worst["y"])
+        diff = self.trajectory_J[key] - before.trajectory_J[key]
+        return before.gap - self.gap, float(diff.std() / math.sqrt(diff.numel()))
 
 
 class CertificateMonitor:
@@ -91,7 +116,6 @@ class CertificateMonitor:
                                                        alpha=self.alpha, gamma=self.gamma)
         self.history: list = []
         self.last: Certificate | None = None
-        self.last_J: dict = {}     # per-trajectory J of every pair at the last check
 
     def measure(self, iterations: int = 0) -> Certificate:
         """Estimate the gap of every pair now (no gradients); record the largest.
@@ -103,43 +127,21 @@ class CertificateMonitor:
             A :class:`Certificate`.
         """
         gen = torch.Generator().manual_seed(self.seed + 2)
-        pairs, self.last_J = [], {}
+        pairs, trajectory_J = [], {}
         with torch.no_grad():
             for (c, y), (alz, alz_se) in self.log_z.items():
                 out = rollout(self.augmented, self.reward_model, c=c,
                               y=torch.full((self.num_rollouts,), y), generator=gen,
                               alpha=self.alpha, gamma=self.gamma)
-                self.last_J[(c, y)] = out.J.detach()
+                trajectory_J[(c, y)] = out.J.detach()
                 gap, se = certificate_gap(alz, alz_se, out.J)
                 pairs.append(dict(c=c, y=y, alpha_log_z=alz, J=float(out.J.mean()), gap=gap,
                                   gap_se=se))
         worst = max(pairs, key=lambda p: p["gap"])
         self.history.append((int(iterations), worst["gap"]))
         self.last = Certificate(pairs, worst["gap"], worst["gap_se"], int(iterations),
-                                list(self.history))
+                                list(self.history), trajectory_J=trajectory_J)
         return self.last
-
-    def improvement(self, before: Certificate, before_J: dict) -> tuple[float, float]:
-        """How much the largest gap fell since an earlier check, with a paired standard error.
-
-        Both checks used the same noise and the same ``alpha log Z`` samples, so the
-        difference of the gaps of a pair is ``J_now - J_before``, and its standard error is
-        that of the per-trajectory differences (much smaller than either gap's: the
-        ``log Z`` error cancels and the trajectories share their noise).
-
-        Args:
-            before: the earlier :class:`Certificate`.
-            before_J: the per-trajectory ``J`` of every pair at that check
-                (:attr:`last_J` then).
-
-        Returns:
-            ``(drop, se)``: ``before.gap - gap now`` and the paired standard error of the
-            pair that is now the furthest from its optimum.
-        """
-        worst = max(self.last.pairs, key=lambda p: p["gap"])
-        key = (worst["c"], worst["y"])
-        diff = self.last_J[key] - before_J[key]
-        return before.gap - self.last.gap, float(diff.std() / math.sqrt(diff.numel()))
 
     def stopping_rule(self, *, check_every: int = 100, patience: int = 3, tol: float = 0.01,
                       target: float = 0.01, offset: int = 0):
@@ -147,8 +149,8 @@ class CertificateMonitor:
         stop when the largest gap is below ``target``, or when it has not improved on its best
         value for ``patience`` checks in a row (single estimates are noisy, so one check
         without progress is not enough). An improvement counts when it exceeds both ``tol``
-        and twice its paired standard error (:meth:`improvement`), so Monte Carlo noise is
-        never mistaken for progress.
+        and twice its paired standard error (:meth:`Certificate.drop_since`), so Monte Carlo
+        noise is never mistaken for progress.
 
         Args:
             check_every: iterations between checks.
@@ -163,7 +165,7 @@ class CertificateMonitor:
         """
         check_every = check_positive_int("check_every", check_every)
         patience = check_positive_int("patience", patience)
-        state = {"best": None, "best_J": None, "stale": 0}
+        state = {"best": None, "stale": 0}
 
         def callback(k, history):
             if k % check_every:
@@ -172,10 +174,10 @@ class CertificateMonitor:
             if state["best"] is None:
                 progress = True
             else:
-                drop, se = self.improvement(state["best"], state["best_J"])
+                drop, se = now.drop_since(state["best"])
                 progress = drop > max(tol, 2 * se)
             if progress:
-                state.update(best=now, best_J=dict(self.last_J), stale=0)
+                state.update(best=now, stale=0)
             else:
                 state["stale"] += 1
             return now.gap < target or state["stale"] >= patience

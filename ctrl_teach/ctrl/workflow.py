@@ -280,7 +280,7 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                        lr_decay=1.0, gradient=mode,
                        callback=monitor.stopping_rule(check_every=check_every), **common)
     phases = [(0, mode)]
-    last, last_J, done = monitor.last, dict(monitor.last_J), len(history.J)
+    last, done = monitor.last, len(history.J)
     stalled = last is not None and last.gap > gap_threshold
     if gradient == "auto" and stalled and max_iterations - done >= check_every:
         # the pathwise gradient stalled above the threshold: continue with the
@@ -292,8 +292,7 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                         callback=monitor.stopping_rule(check_every=check_every, offset=done),
                         **hybrid)
         history, phases = history.extend(more), phases + [(done, "hybrid")]
-        monitor.measure(len(history.J))
-        drop, se = monitor.improvement(last, last_J)    # same noise: a paired test
+        drop, se = monitor.measure(len(history.J)).drop_since(last)   # a paired test
         if drop > 2 * se:
             mode, common = "hybrid", hybrid
         else:   # it did not help: back to the pathwise model (the record keeps both)
