@@ -60,6 +60,8 @@ def test_default_workflow_switches_to_the_hybrid_gradient_when_the_pathwise_one_
     modes = [m for _, m in model.phases]
     print(model.phases, model.certificate.history)
     assert modes[0] == "full" and modes[1] == "hybrid" and modes[-1] == "hybrid"
+    checked = [k for k, _ in model.certificate.history]
+    assert checked == sorted(set(checked))                 # one measurement per check
     switch = model.phases[1][0]
     at_switch = dict(model.certificate.history)[switch]
     assert at_switch > 1.0                                 # the pathwise plateau

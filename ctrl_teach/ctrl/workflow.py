@@ -292,7 +292,7 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                         callback=monitor.stopping_rule(check_every=check_every, offset=done),
                         **hybrid)
         history, phases = history.extend(more), phases + [(done, "hybrid")]
-        drop, se = monitor.measure(len(history.J)).drop_since(last)   # a paired test
+        drop, se = _measured_at(monitor, len(history.J)).drop_since(last)   # a paired test
         if drop > 2 * se:
             mode, common = "hybrid", hybrid
         else:   # it did not help: back to the pathwise model (the record keeps both)
@@ -303,6 +303,14 @@ def _certificate_driven(augmented, reward_model, monitor, gradient, max_iteratio
                                                               len(history.J) // 5),
                       seed=seed + 1, warmup=0, gradient=mode, **common)
     return history.extend(anneal), phases
+
+
+def _measured_at(monitor, iterations: int):
+    """The monitor's certificate at ``iterations``: the last one when the stopping rule has
+    just measured there (a phase that stopped at a check), else a new measurement."""
+    last = monitor.last
+    return last if last is not None and last.iterations == iterations else monitor.measure(
+        iterations)
 
 
 def _hints(variance: bool, sampler: DiffusionSampler, iterations, gradients) -> str:

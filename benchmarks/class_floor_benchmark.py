@@ -1,0 +1,84 @@
+"""The floor of each Gaussian step class on the 2-D toys, against the number of steps K.
+
+For the ring (c = 0) and the grid (c = 1) of ``load_toy("gmm")`` with their exact denoiser
+(:class:`~ctrl_teach.diffusion.ExactMixtureDenoiser`, so the pre-trained model has no training
+error and rollouts are cheap), the probit reward p(y = 1 | x) = Phi(x_1) of the toy tests,
+alpha = gamma = 1 and a DDPM-type sampler (eta = 1, x0_hat clipped to [-3, 3]) with K steps, it
+measures with :func:`ctrl_teach.ctrl.gaussian_class_floor` the smallest certificate gap that a
+mean-only, a diagonal (variance-aware) and a full-covariance Gaussian step can reach, and the
+initial-law term. A fine-tuned gap above its class's floor is optimisation (or the head's
+function class); a target below the floor cannot be met by that class at all.
+
+Usage: python benchmarks/class_floor_benchmark.py [--profile quick|full] [--steps 10 20 50]
+       [--toys ring grid] [--out _build/benchmarks/class_floor.json]
+JSON: {"profile", "threads", "settings": {num_states, num_rollouts, num_paths}, "rows": [{toy,
+c, y, K, seconds, initial, mean_only, diagonal, full, se: {class: se}, alpha_log_z,
+per_step: [...]}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+
+from ctrl_teach.ctrl import ProbitClassifier, gaussian_class_floor
+from ctrl_teach.data import load_toy
+from ctrl_teach.diffusion import DiffusionSampler, ExactMixtureDenoiser
+from ctrl_teach.pretrained import load_pretrained
+
+SETTINGS = {"quick": dict(num_states=8, num_rollouts=64, num_paths=10000),
+            "full": dict(num_states=16, num_rollouts=128, num_paths=40000)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=os.environ.get("CTRL_TEACH_PROFILE", "quick"),
+                        choices=tuple(SETTINGS))
+    parser.add_argument("--steps", type=int, nargs="+", default=None,
+                        help="K values (default: 10 20 in quick, 10 20 50 in full)")
+    parser.add_argument("--toys", nargs="+", default=["ring", "grid"], choices=("ring", "grid"))
+    parser.add_argument("--out", default="_build/benchmarks/class_floor.json")
+    args = parser.parse_args(argv)
+    steps = args.steps or ([10, 20] if args.profile == "quick" else [10, 20, 50])
+    toy = load_toy("gmm")
+    schedule = load_pretrained("toy-gmm").schedule
+    network = ExactMixtureDenoiser([toy.mixture(c) for c in range(toy.num_conditions)],
+                                   schedule)
+    reward = ProbitClassifier([1.0, 0.0], 0.0, 1.0)
+    settings = SETTINGS[args.profile]
+    out = dict(profile=args.profile, threads=torch.get_num_threads(), settings=settings,
+               rows=[])
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    print(f"{'toy':5s} {'y':>2s} {'K':>3s} {'initial':>8s} {'mean-only':>15s} "
+          f"{'diagonal':>15s} {'full':>15s} {'s':>6s}")
+    for c, name in enumerate(toy.condition_names):
+        if name not in args.toys:
+            continue
+        for y in (0, 1):
+            for K in steps:
+                sampler = DiffusionSampler(schedule, num_steps=K, eta=1.0, clip_x0=3.0)
+                start = time.perf_counter()
+                f = gaussian_class_floor(network, sampler, reward, c=c, y=y,
+                                         generator=torch.Generator().manual_seed(K + 2 * y),
+                                         **settings)
+                seconds = time.perf_counter() - start
+                cells = "".join(f" {getattr(f, k):8.4f} ± {f.se[k]:.4f}"
+                                for k in ("mean_only", "diagonal", "full"))
+                print(f"{name:5s} {y:2d} {K:3d} {f.initial:8.4f}{cells} {seconds:6.0f}",
+                      flush=True)
+                out["rows"].append(dict(toy=name, c=c, y=y, K=K, seconds=seconds,
+                                        initial=f.initial, mean_only=f.mean_only,
+                                        diagonal=f.diagonal, full=f.full, se=f.se,
+                                        alpha_log_z=f.alpha_log_z, per_step=f.per_step))
+                with open(args.out, "w") as fh:
+                    json.dump(out, fh, indent=1)
+    print(f"wrote {args.out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

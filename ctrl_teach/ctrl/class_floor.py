@@ -1,0 +1,224 @@
+"""The floor of a Gaussian policy class, measured where no closed form exists (Chapter 4).
+
+:mod:`~ctrl_teach.ctrl.step_floor` computes the floor of the mean-only class in closed form
+for 1-D Gaussian data. On a mixture the soft-optimal step
+
+    p*_k(x' | x) ∝ N(x'; mu_k(x), sigma_k^2 I) exp(v_{k+1}(x') / alpha)
+
+is not Gaussian at all where the next value bends on the scale of the step (the noisy steps
+in which a sample chooses its mode), so even a step that learns its whole covariance keeps a
+floor. This module measures it. By the chain rule of the path KL,
+
+    alpha log Z - J(pi) = alpha KL(nu || nu*) + alpha sum_k E_pi[KL(pi_k(. | x) || p*_k(. | x))],
+
+and for each step it finds, at states ``x`` drawn from the soft-optimal path measure, the
+best Gaussian ``pi_k(. | x)`` of three classes, in the step's noise units ``x' = mu_k(x) +
+sigma_k z``:
+
+* ``mean_only``: ``z ~ N(m, I)`` (CTRL's step: the pre-trained variance);
+* ``diagonal``: ``z ~ N(m, diag(s^2))`` (the variance-aware step of
+  :class:`~ctrl_teach.ctrl.HeadAugmentedModel` with ``variance=True``);
+* ``full``: ``z ~ N(m, L L^T)`` (any Gaussian step).
+
+``KL(N(m, S) || p*) = KL(N(m, S) || N(0, I)) - E[log h(z)] + log E_{N(0, I)}[h]`` with
+``h = exp(v_{k+1} / alpha)``, estimated by Monte Carlo on a grid of ``z`` (``±4`` in steps of
+0.5 per coordinate) with common random numbers (every grid point of one state is continued
+with the same noise, so ``h`` is smooth across the grid), and both expectations are sums over
+that grid. The sum of the per-step minima plus the initial-law term is the floor of the class
+*at the optimal marginals*: a policy whose own marginals differ pays its per-step KL where it
+is, so this is the floor a converged policy approaches, not a bound on every policy. Three
+errors make it an over-estimate: Monte Carlo noise in ``h`` (roughness no Gaussian fits),
+the fitted scale's range (``s`` in ``[0.4, 1.5]``, what the grid resolves) and a finite fit.
+
+Only 1-D and 2-D data (the grid has ``17^d`` points).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .._checks import check_nonnegative_int, check_positive_float, check_positive_int
+from ..diffusion import DiffusionSampler
+from ..profiles import gaussian_noise
+from ..target import reward_log_prob
+
+__all__ = ["GaussianClassFloor", "gaussian_class_floor"]
+
+CLASSES = ("mean_only", "diagonal", "full")
+_GRID_HALFWIDTH, _GRID_POINTS = 4.0, 17          # z grid per coordinate: ±4 in steps of 0.5
+_LOG_SCALE_RANGE = (math.log(0.4), math.log(1.5))
+
+
+@dataclass
+class GaussianClassFloor:
+    """What :func:`gaussian_class_floor` measured for one ``(c, y)``.
+
+    Attributes:
+        per_step: one dict per noisy step: ``k``, ``sigma`` and, for each class in
+            ``mean_only``, ``diagonal``, ``full``, ``alpha E[min KL]`` and its standard error
+            (``<class>_se``) over the sampled states.
+        initial: ``alpha KL(nu || nu*)``, the price of the fixed start ``x_T ~ N(0, I)``.
+        mean_only, diagonal, full: the floor of each class, ``initial + sum(per_step)``.
+        se: the standard error of each floor (independent states per step).
+        alpha_log_z: ``alpha log Z`` from the pre-trained paths (for scale).
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
+
+    per_step: list
+    initial: float
+    mean_only: float
+    diagonal: float
+    full: float
+    se: dict = field(default_factory=dict)
+    alpha_log_z: float = float("nan")
+
+
+def _grid(d: int) -> torch.Tensor:
+    axis = torch.linspace(-_GRID_HALFWIDTH, _GRID_HALFWIDTH, _GRID_POINTS)
+    return torch.stack(torch.meshgrid(*[axis] * d, indexing="ij"), -1).reshape(-1, d)
+
+
+def _fit_floor(log_h: torch.Tensor, z: torch.Tensor, kind: str, iterations: int):
+    """``min_G KL(G || p*)`` per row, ``p*(z) ∝ N(z; 0, I) h(z)`` given on the grid ``z``.
+
+    ``log_h``: ``(B, P)`` at the ``P`` grid points. Returns ``(B,)`` nats.
+    """
+    B, d = log_h.shape[0], z.shape[1]
+    log_n = -0.5 * z.pow(2).sum(1)
+    log_ez = torch.logsumexp(log_n + log_h, 1) - torch.logsumexp(log_n, 0)   # log E_N[h]
+    mean = torch.zeros(B, d, requires_grad=True)
+    log_s = torch.zeros(B, d, requires_grad=kind != "mean_only")
+    lower = torch.zeros(B, d, d, requires_grad=kind == "full")
+    params = [mean] + [p for p in (log_s, lower) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=0.05)
+    tril = torch.tril(torch.ones(d, d), -1)
+    for it in range(iterations + 1):
+        ls = log_s.clamp(*_LOG_SCALE_RANGE)
+        L = torch.diag_embed(ls.exp()) + lower * tril              # z = mean + L e
+        # KL(N(mean, L L^T) || N(0, I)) = (tr(L L^T) + |mean|^2 - d - log det(L L^T)) / 2
+        kl_pre = 0.5 * (L.pow(2).sum((1, 2)) + mean.pow(2).sum(1) - d) - ls.sum(1)
+        e = torch.linalg.solve_triangular(L, (z[None] - mean[:, None]).transpose(1, 2),
+                                          upper=False)            # (B, d, P)
+        log_g = -0.5 * e.pow(2).sum(1)                               # log G up to a constant
+        weights = torch.softmax(log_g, 1)                            # G on the grid
+        kl = kl_pre - (weights * log_h).sum(1) + log_ez
+        if it == iterations:
+            return kl.detach()
+        opt.zero_grad()
+        kl.sum().backward()
+        opt.step()
+
+
+def _log_h(network, sampler, reward_model, x, first_step, cond, y, ratio, noise):
+    """``log mean_j exp(ratio log p(y | x_0^j))`` for ``x`` of shape ``(S, P, d)`` (``P``
+    states before step ``first_step`` for each of ``S`` groups), continuing every state of a
+    group with the group's ``R`` noise vectors ``noise[i]`` (``(S, R, d)``): common random
+    numbers across a state's grid, independent ones across states. Returns ``(S, P)``.
+
+    Not :meth:`~ctrl_teach.diffusion.DiffusionSampler.run_chain`: its noise is drawn per
+    row."""
+    S, P, d = x.shape
+    R = noise[0].shape[1]
+    xs = x[:, :, None].expand(S, P, R, d).reshape(-1, d)
+    cs = None if cond is None else torch.full((xs.shape[0],), cond, dtype=torch.long)
+    for i in range(first_step, sampler.num_steps):
+        step = sampler.step(network, xs, i, cs)
+        xs = step.sample(noise=noise[i][:, None].expand(S, P, R, d).reshape(-1, d))
+    ys = torch.full((xs.shape[0],), y, dtype=torch.long)
+    log_w = ratio * reward_log_prob(reward_model, xs, c=cs, y=ys).view(S, P, R)
+    return torch.logsumexp(log_w, 2) - math.log(R)
+
+
+def gaussian_class_floor(network, sampler: DiffusionSampler, reward_model, *, c=None, y: int,
+                         alpha: float = 1.0, gamma: float = 1.0, num_states: int = 16,
+                         num_rollouts: int = 128, num_paths: int = 40000,
+                         fit_iterations: int = 400,
+                         generator: torch.Generator | None = None) -> GaussianClassFloor:
+    """Measure the floor of the mean-only, diagonal and full Gaussian step classes.
+
+    See the module docstring for the estimator and its errors.
+
+    Args:
+        network: the frozen pre-trained eps-network (1-D or 2-D data; on the CPU).
+        sampler: its :class:`~ctrl_teach.diffusion.DiffusionSampler`.
+        reward_model: the reward, ``log p(y | x_0, c)``.
+        c: ``None`` or an int, the pre-trained condition.
+        y: the label.
+        alpha: KL weight.
+        gamma: reward weight.
+        num_states: states per step drawn from the soft-optimal path measure (pre-trained
+            paths resampled by ``exp(gamma log p(y | x_0) / alpha)``).
+        num_rollouts: ``R`` pre-trained continuations per grid point for ``h``.
+        num_paths: pre-trained paths to resample from (also give ``alpha log Z``).
+        fit_iterations: Adam steps of the per-state Gaussian fit.
+        generator: a ``torch.Generator`` for every draw.
+
+    Returns:
+        A :class:`GaussianClassFloor`.
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
+    if not isinstance(sampler, DiffusionSampler):
+        raise ValueError(f"sampler must be a DiffusionSampler, got {type(sampler).__name__}")
+    shape = tuple(getattr(network, "data_shape", ()))
+    if len(shape) != 1 or shape[0] not in (1, 2):
+        raise ValueError(f"network must model 1-D or 2-D points (data_shape (1,) or (2,)), "
+                         f"got data_shape {shape}")
+    if c is not None:
+        c = check_nonnegative_int("c", c)
+    y = check_nonnegative_int("y", y)
+    alpha, gamma = check_positive_float("alpha", alpha), check_positive_float("gamma", gamma)
+    M, R = check_positive_int("num_states", num_states), check_positive_int(
+        "num_rollouts", num_rollouts)
+    num_paths = check_positive_int("num_paths", num_paths)
+    fit_iterations = check_positive_int("fit_iterations", fit_iterations)
+    d, K, ratio = shape[0], sampler.num_steps, gamma / alpha
+    z = _grid(d)
+    with torch.no_grad():
+        x0, paths = sampler.sample(network, num_paths, c=c, generator=generator,
+                                   return_trajectory=True)
+        ys = torch.full((num_paths,), y, dtype=torch.long)
+        cs = sampler.prepare_condition(network, c, num_paths, x0.device)
+        log_w = ratio * reward_log_prob(reward_model, x0, c=cs, y=ys)
+        alpha_log_z = alpha * float(torch.logsumexp(log_w, 0) - math.log(num_paths))
+        picks = torch.multinomial(torch.softmax(log_w.double(), 0), M * K, replacement=True,
+                                  generator=generator).view(K, M)
+    cond = None if cs is None else int(cs[0])
+
+    def fresh_noise(groups):
+        return [gaussian_noise((groups, R, d), generator) for _ in range(K)]
+
+    per_step, var = [], {kind: 0.0 for kind in CLASSES}
+    for k in range(K):
+        sigma = float(sampler.sigmas[k])
+        if sigma == 0:   # a noise-free step is never controlled: no floor to measure
+            continue
+        with torch.no_grad():
+            x = paths[k][picks[k]]                                  # states before step k
+            mean = sampler.step(network, x, k, None if cond is None else
+                                torch.full((M,), cond, dtype=torch.long)).mean
+            points = mean[:, None] + sigma * z[None]                 # (M, P, d)
+            log_h = _log_h(network, sampler, reward_model, points, k + 1, cond, y, ratio,
+                           fresh_noise(M))
+        row = {"k": k, "sigma": sigma}
+        for kind in CLASSES:
+            kl = alpha * _fit_floor(log_h, z, kind, fit_iterations)
+            row[kind], row[kind + "_se"] = float(kl.mean()), float(kl.std() / math.sqrt(M))
+            var[kind] += row[kind + "_se"] ** 2
+        per_step.append(row)
+    with torch.no_grad():   # alpha KL(N(0, I) || nu*), nu* ∝ N(0, I) h_T
+        # one noise set for every x_T: the Jensen bias of log h_T is then common to all of
+        # them and cancels in log E[h_T] - E[log h_T]
+        x_T = gaussian_noise((1, max(M * 64, 1024), d), generator)
+        log_h_T = _log_h(network, sampler, reward_model, x_T, 0, cond, y, ratio,
+                         fresh_noise(1))[0]
+    initial = alpha * float(torch.logsumexp(log_h_T, 0) - math.log(len(log_h_T))
+                            - log_h_T.mean())
+    totals = {kind: initial + sum(r[kind] for r in per_step) for kind in CLASSES}
+    return GaussianClassFloor(per_step, initial, **totals,
+                              se={kind: math.sqrt(v) for kind, v in var.items()},
+                              alpha_log_z=alpha_log_z)
