@@ -6,11 +6,12 @@ error and rollouts are cheap), the probit reward p(y = 1 | x) = Phi(x_1) of the 
 alpha = gamma = 1 and a DDPM-type sampler (eta = 1, x0_hat clipped to [-3, 3]) with K steps, it
 measures with :func:`ctrl_teach.ctrl.gaussian_class_floor` the smallest certificate gap that a
 mean-only, a diagonal (variance-aware) and a full-covariance Gaussian step can reach, and the
-initial-law term. A fine-tuned gap above its class's floor is optimisation (or the head's
-function class); a target below the floor cannot be met by that class at all.
+initial-law term. Each row's seed depends on K and y only, so rows of separate runs with the
+same profile are the rows of one run. A fine-tuned gap above its class's floor is optimisation
+(or the head's function class); a target below the floor cannot be met by that class at all.
 
 Usage: python benchmarks/class_floor_benchmark.py [--profile quick|full] [--steps 10 20 50]
-       [--toys ring grid] [--out _build/benchmarks/class_floor.json]
+       [--toys ring grid] [--labels 0 1] [--out _build/benchmarks/class_floor.json]
 JSON: {"profile", "threads", "settings": {num_states, num_rollouts, num_paths}, "rows": [{toy,
 c, y, K, seconds, initial, mean_only, diagonal, full, se: {class: se}, alpha_log_z,
 per_step: [...]}]}.
@@ -41,6 +42,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, nargs="+", default=None,
                         help="K values (default: 10 20 in quick, 10 20 50 in full)")
     parser.add_argument("--toys", nargs="+", default=["ring", "grid"], choices=("ring", "grid"))
+    parser.add_argument("--labels", type=int, nargs="+", default=[0, 1], choices=(0, 1))
     parser.add_argument("--out", default="_build/benchmarks/class_floor.json")
     args = parser.parse_args(argv)
     steps = args.steps or ([10, 20] if args.profile == "quick" else [10, 20, 50])
@@ -58,7 +60,7 @@ def main(argv=None) -> dict:
     for c, name in enumerate(toy.condition_names):
         if name not in args.toys:
             continue
-        for y in (0, 1):
+        for y in args.labels:
             for K in steps:
                 sampler = DiffusionSampler(schedule, num_steps=K, eta=1.0, clip_x0=3.0)
                 start = time.perf_counter()
