@@ -94,23 +94,25 @@ def _fit_floor(log_h: torch.Tensor, z: torch.Tensor, kind: str, iterations: int)
     log_s = torch.zeros(B, d, requires_grad=kind != "mean_only")
     lower = torch.zeros(B, d, d, requires_grad=kind == "full")
     params = [mean] + [p for p in (log_s, lower) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=0.05)
     tril = torch.tril(torch.ones(d, d), -1)
-    for it in range(iterations + 1):
+
+    def objective():
         ls = log_s.clamp(*_LOG_SCALE_RANGE)
         L = torch.diag_embed(ls.exp()) + lower * tril              # z = mean + L e
         # KL(N(mean, L L^T) || N(0, I)) = (tr(L L^T) + |mean|^2 - d - log det(L L^T)) / 2
         kl_pre = 0.5 * (L.pow(2).sum((1, 2)) + mean.pow(2).sum(1) - d) - ls.sum(1)
         e = torch.linalg.solve_triangular(L, (z[None] - mean[:, None]).transpose(1, 2),
                                           upper=False)            # (B, d, P)
-        log_g = -0.5 * e.pow(2).sum(1)                               # log G up to a constant
-        weights = torch.softmax(log_g, 1)                            # G on the grid
-        kl = kl_pre - (weights * log_h).sum(1) + log_ez
-        if it == iterations:
-            return kl.detach()
+        weights = torch.softmax(-0.5 * e.pow(2).sum(1), 1)          # G on the grid
+        return kl_pre - (weights * log_h).sum(1) + log_ez
+
+    opt = torch.optim.Adam(params, lr=0.05)
+    for _ in range(iterations):
         opt.zero_grad()
-        kl.sum().backward()
+        objective().sum().backward()
         opt.step()
+    with torch.no_grad():
+        return objective()
 
 
 def _log_h(network, sampler, reward_model, x, first_step, cond, y, ratio, noise):
