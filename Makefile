@@ -76,9 +76,11 @@ test: lint test-unit test-notebooks
 # Tests run in TEST_JOBS processes (pytest-xdist; one test file or notebook per process, so a
 # module's fixtures are built once) with one torch thread each: on the 2-core CI machine two
 # single-threaded processes finish sooner than one process with two threads, because most
-# tensors in the tests are small. TEST_JOBS=1 runs them in this process.
+# tensors in the tests are small. TEST_JOBS=1 runs them in this process. --no-loadscope-reorder
+# keeps the order of the conftest hooks (files with a slow test and the longest notebooks first),
+# so no long file is handed out last and run alone while the other worker idles.
 TEST_JOBS ?= 2
-XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder)
 TEST_ENV := $(if $(filter 1,$(TEST_JOBS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
 
 test-unit: $(STAMP)

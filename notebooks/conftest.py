@@ -9,8 +9,10 @@ reports every cell of that notebook as "Kernel died before replying to kernel_in
 is retried a few times before it counts.
 """
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import nbval.kernel
 
@@ -49,3 +51,21 @@ def pytest_configure(config):
     # RunningKernel looks start_new_kernel up in nbval.kernel's globals at call time.
     if not hasattr(nbval.kernel.start_new_kernel, "__wrapped__"):
         nbval.kernel.start_new_kernel = with_retries(nbval.kernel.start_new_kernel)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the longest notebooks first (their last recorded quick runtime).
+
+    Under ``make test`` notebooks go to the two xdist workers in this order
+    (``--no-loadscope-reorder``), so the long ones do not end up running alone at
+    the end. Runtimes come from ``ctrl_teach/book_data/runtimes.json``; a notebook
+    without a record (the assignments) counts as short.
+    """
+    path = Path(__file__).resolve().parents[1] / "ctrl_teach/book_data/runtimes.json"
+    runtimes = json.loads(path.read_text()) if path.exists() else {}
+
+    def seconds(item):
+        record = runtimes.get(item.path.stem, {}).get("quick/cpu", {})
+        return -record.get("seconds", 0.0)
+
+    items.sort(key=seconds)

@@ -104,6 +104,7 @@ def test_student_notebook_follows_the_conventions(assignment):
 
 
 # -- grading the generated versions -------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solution_scores_full_marks(solution_reports, assignment):
     rep = solution_reports[assignment]

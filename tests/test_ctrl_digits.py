@@ -38,6 +38,8 @@ from ctrl_teach.ctrl import (
 from ctrl_teach.pretrained import load_digit_oracle, load_pretrained
 from ctrl_teach.profiles import seeded_init
 
+pytestmark = pytest.mark.slow   # ~9 minutes on one CPU thread: this file starts first
+
 
 @pytest.fixture(scope="module")
 def digits_result():

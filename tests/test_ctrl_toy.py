@@ -64,6 +64,7 @@ def test_toy_history(trained):
     assert all(len(k) == 20 and k[-1] == 0.0 for k in hist.kl_per_step)
 
 
+@pytest.mark.slow
 def test_ring_reaches_the_optimum_with_finer_steps():
     """The ring's 20-step plateau closes with finer steps: 50 steps reach gap <= 0.05 nats.
 

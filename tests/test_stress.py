@@ -44,6 +44,7 @@ def test_tight_modes_target_moves_mass_and_the_workflow_says_it_has_not():
     assert alz < 0
 
 
+@pytest.mark.slow
 def test_default_workflow_switches_to_the_hybrid_gradient_when_the_pathwise_one_stalls():
     """``gradient="auto"`` (the default): on the tight-mode problem the pathwise phase stalls
     far above the threshold, so the workflow continues with the hybrid gradient (the
