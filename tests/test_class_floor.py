@@ -6,14 +6,31 @@ log N(1; x, 0.5^2): the soft-optimal step is Gaussian, so the measured mean-only
 floor (only the initial-law term, ~0 here). In 2-D with the same reward on the first coordinate
 the second coordinate is untouched: the same closed form, and no floor for the diagonal or full
 class. The ring's floors (no closed form) are measured by benchmarks/class_floor_benchmark.py.
+A fine-tuned mean-only policy on the same problem sits on that floor, and ``policy_step_gaps``
+splits its certificate gap into the same per-step terms.
 """
 
 import pytest
 import torch
 
-from ctrl_teach.ctrl import GaussianLikelihood, gaussian_class_floor, gaussian_step_floor
+from ctrl_teach.ctrl import (
+    GaussianLikelihood,
+    HeadAugmentedModel,
+    certificate_gap,
+    finetune,
+    gaussian_class_floor,
+    gaussian_log_evidence,
+    gaussian_step_floor,
+    policy_step_gaps,
+    rollout,
+)
 from ctrl_teach.data.toys import GaussianMixture
-from ctrl_teach.diffusion import DiffusionSampler, ExactMixtureDenoiser, NoiseSchedule
+from ctrl_teach.diffusion import (
+    DiffusionSampler,
+    ExactMixtureDenoiser,
+    NoiseSchedule,
+    gaussian_sampler_moments,
+)
 
 K = 10
 
@@ -53,3 +70,35 @@ def test_bad_inputs_name_the_argument():
                                       NoiseSchedule.cosine(50))
     with pytest.raises(ValueError, match="1-D or 2-D points"):
         gaussian_class_floor(image_like, sampler, reward, y=0)
+
+
+def test_policy_step_gaps_split_the_certificate_of_a_fine_tuned_policy():
+    """Mean-only head on the 1-D problem: each step's KL to the soft-optimal step is the
+    closed-form floor of that step, and the steps add up to the certificate gap."""
+    net, sampler, reward, exact = _problem(1)
+    torch.manual_seed(0)
+    aug = HeadAugmentedModel(net, sampler, 1, width=64)
+    finetune(aug, reward, iterations=300, batch_size=256, lr=5e-3, seed=0)
+    m_s, v_s = gaussian_sampler_moments(sampler, 0.0, 1.0)
+    with torch.no_grad():
+        out = rollout(aug, reward, y=torch.zeros(50_000, dtype=torch.long),
+                      generator=torch.Generator().manual_seed(2))
+    gap, se = certificate_gap(gaussian_log_evidence(m_s, v_s, 1.0, 0.5), 0.0, out.J)
+    split = policy_step_gaps(aug, reward, y=0, num_states=32, num_rollouts=512,
+                             generator=torch.Generator().manual_seed(3))
+    per_step = [r["gap"] for r in split.per_step]
+    print(f"certificate {gap:.4f} +- {se:.4f}; split {split.total:.4f} +- {split.se:.4f}; "
+          f"closed-form floor {exact.mean_only:.4f}")
+    assert len(per_step) == K - 1
+    assert per_step == pytest.approx(exact.per_step[:K - 1], abs=3e-3)
+    assert abs(split.total - gap) < 0.01 + 2 * (se + split.se)
+    assert all(r["kl"] >= 0 for r in split.per_step)
+
+
+def test_policy_step_gaps_refuse_a_learned_start():
+    net, sampler, reward, _ = _problem(1)
+    aug = HeadAugmentedModel(net, sampler, 1, learn_initial=True)
+    with pytest.raises(ValueError, match="fixed start"):
+        policy_step_gaps(aug, reward, y=0)
+    with pytest.raises(ValueError, match="augmented must be an AugmentedModel"):
+        policy_step_gaps(net, reward, y=0)

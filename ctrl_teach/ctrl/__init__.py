@@ -24,7 +24,12 @@ from .calibration import (
     train_calibrated_classifier,
     train_classifier,
 )
-from .class_floor import GaussianClassFloor, gaussian_class_floor
+from .class_floor import (
+    GaussianClassFloor,
+    PolicyStepGaps,
+    gaussian_class_floor,
+    policy_step_gaps,
+)
 from .convergence import Certificate, CertificateMonitor, CertificateWarning
 from .distributed import init_distributed, rank_generator, world_info
 from .finetune import FinetuneHistory, Rollout, finetune, rollout, sample
@@ -68,7 +73,7 @@ __all__ = [
     "gaussian_optimal_control",
     # what a Gaussian step can represent (Chapter 4)
     "GaussianStepFloor", "gaussian_optimal_step", "gaussian_step_floor",
-    "GaussianClassFloor", "gaussian_class_floor",
+    "GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps",
     # digits (Chapter 7) and the workflow (Chapter 5)
     "DigitReward", "digit_sampler", "evaluate_digits", "fit_digit_reward",
     "ConditionedModel", "pretrain_on_points", "fit_classifier", "condition_pretrained",
