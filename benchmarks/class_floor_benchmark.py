@@ -35,6 +35,20 @@ SETTINGS = {"quick": dict(num_states=8, num_rollouts=64, num_paths=10000),
             "full": dict(num_states=16, num_rollouts=128, num_paths=40000)}
 
 
+def exact_toy_problem():
+    """The toys' problem with the exact denoiser: ``(toy, schedule, network, reward)``.
+
+    ``load_toy("gmm")``, the shipped toy's schedule, an
+    :class:`~ctrl_teach.diffusion.ExactMixtureDenoiser` of its mixtures and the probit reward
+    p(y = 1 | x) = Phi(x_1) of the toy tests (also used by ``gap_split_benchmark.py``).
+    """
+    toy = load_toy("gmm")
+    schedule = load_pretrained("toy-gmm").schedule
+    network = ExactMixtureDenoiser([toy.mixture(c) for c in range(toy.num_conditions)],
+                                   schedule)
+    return toy, schedule, network, ProbitClassifier([1.0, 0.0], 0.0, 1.0)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=os.environ.get("CTRL_TEACH_PROFILE", "quick"),
@@ -46,11 +60,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="_build/benchmarks/class_floor.json")
     args = parser.parse_args(argv)
     steps = args.steps or ([10, 20] if args.profile == "quick" else [10, 20, 50])
-    toy = load_toy("gmm")
-    schedule = load_pretrained("toy-gmm").schedule
-    network = ExactMixtureDenoiser([toy.mixture(c) for c in range(toy.num_conditions)],
-                                   schedule)
-    reward = ProbitClassifier([1.0, 0.0], 0.0, 1.0)
+    toy, schedule, network, reward = exact_toy_problem()
     settings = SETTINGS[args.profile]
     out = dict(profile=args.profile, threads=torch.get_num_threads(), settings=settings,
                rows=[])

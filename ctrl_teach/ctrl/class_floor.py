@@ -44,6 +44,7 @@ from .._checks import check_nonnegative_int, check_positive_float, check_positiv
 from ..diffusion import DiffusionSampler
 from ..profiles import gaussian_noise
 from ..target import reward_log_prob
+from .augmented import AugmentedModel, control_kl
 
 __all__ = ["GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps"]
 
@@ -309,8 +310,6 @@ def policy_step_gaps(augmented, reward_model, *, c=None, y: int, alpha: float = 
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
-    from .augmented import AugmentedModel, control_kl
-
     if not isinstance(augmented, AugmentedModel):
         raise ValueError(f"augmented must be an AugmentedModel, got {type(augmented).__name__}")
     if augmented.init_mean is not None:
