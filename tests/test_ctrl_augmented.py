@@ -183,3 +183,21 @@ def test_reward_gradient_flows_through_the_frozen_pretrained_steps(toy):
     with torch.no_grad():
         fd = (mean_log_reward(x_T + h * direction) - mean_log_reward(x_T - h * direction)) / (2 * h)
     assert float((grad * direction).sum()) == pytest.approx(float(fd), rel=0.05, abs=1e-3)
+
+
+def test_fourier_features_of_the_flat_head(toy):
+    """The fixed frequencies B are the same in every head (own generator, no global RNG), are
+    not stored in checkpoints, and ``fourier_features=0`` is the raw-x head."""
+    from ctrl_teach.ctrl.augmented import ControlHead
+    net, sampler = toy
+    a, b = ControlHead((2,), 1000, 2, 2), ControlHead((2,), 1000, 2, 2)
+    assert torch.equal(a.frequencies, b.frequencies) and a.frequencies.shape == (64, 2)
+    assert "frequencies" not in a.state_dict()
+    plain = ControlHead((2,), 1000, 2, 2, fourier_features=0, emb_dim=32)
+    assert plain.net[0].in_features == 2 + 2 * 32
+    with pytest.raises(ValueError, match="fourier_features"):
+        ControlHead((2,), 1000, 2, 2, fourier_features=-1)
+    with pytest.raises(ValueError, match="depth"):
+        ControlHead((2,), 1000, 2, 2, depth=0)
+    aug = HeadAugmentedModel(net, sampler, 2, fourier_features=0)
+    assert aug.head.net[0].in_features == 2 + 2 * 32

@@ -50,7 +50,11 @@ def test_toy_matches_exact_target(trained, c, y):
         # of the under-tilt (y = 1 confidence 0.705 -> 0.754, ED 0.040 -> 0.006). It is not
         # the policy class: the measured floor at 20 steps (exact denoiser,
         # benchmarks/class_floor_benchmark.py --profile full) is 0.025-0.029 for mean-only
-        # steps, 0.009-0.011 for variance-aware ones, so most of the gap is optimisation.
+        # steps, 0.009-0.011 for variance-aware ones, so most of the gap is optimisation or
+        # the head's function class. The head's random Fourier features (the default since
+        # issue 11) take 0.01-0.03 nats off (benchmarks/head_benchmark.py, exact denoiser,
+        # variance-aware, mean of seeds 0 and 1: ring 0.112 / 0.078 plain, 0.091 / 0.068
+        # with Fourier features; grid 0.023 / 0.033 and 0.022 / 0.023).
         # Where it sits (policy_step_gaps, 24 states, 48 rollouts, variance-aware y = 0 after
         # these 400 iterations): 0.088 in total, < 0.002 per step in steps 0-3 and 16-18,
         # 0.005-0.013 per step in steps 6-15 (sigma 0.2-0.5), where the policy's KL to the

@@ -99,6 +99,15 @@ class ControlHead(nn.Module):
         variance: also output ``log s`` (the log factor on the step's std), bounded by
             ``max_log_scale tanh(h / max_log_scale)``; its last layer is zero too.
         max_log_scale: the soft bound of ``|log s|`` (2: ``s`` in about ``[0.14, 7.4]``).
+        depth: number of hidden layers of the flat MLP.
+        fourier_features: flat data only: also feed ``[cos(B x), sin(B x)]`` for a fixed
+            random ``B`` of this many rows (0: raw ``x`` only, the head before issue 11).
+            Random Fourier features (Tancik et al., 2020) let a small MLP bend its output
+            around tight modes; on the 2-D toys they lower the certificate gap at the same
+            cost per iteration (``benchmarks/head_benchmark.py`` prints both heads).
+        fourier_scale: std of ``B``'s entries (the features' frequency, per unit of ``x``).
+            ``B`` comes from its own generator (seed 0), so it is the same in every run and
+            is not stored in checkpoints.
     Returns (forward): ``(N, *data_shape)`` control in noise units, or ``(a, log_s)`` with
     ``variance=True``.
 
@@ -107,7 +116,8 @@ class ControlHead(nn.Module):
 
     def __init__(self, data_shape, num_timesteps: int, num_conditions: int, num_labels: int,
                  width: int = 128, emb_dim: int = 32, max_control: float | None = 5.0,
-                 input_copies: int = 1, variance: bool = False, max_log_scale: float = 2.0):
+                 input_copies: int = 1, variance: bool = False, max_log_scale: float = 2.0,
+                 depth: int = 2, fourier_features: int = 64, fourier_scale: float = 2.0):
         super().__init__()
         self.max_control = max_control
         self.variance = bool(variance)
@@ -129,8 +139,18 @@ class ControlHead(nn.Module):
             self.out = nn.Conv2d(width, outputs * ch, 3, padding=1)
         else:
             d = math.prod(self.data_shape)
-            self.net = nn.Sequential(nn.Linear(copies * d + 2 * emb_dim, width), nn.SiLU(),
-                                     nn.Linear(width, width), nn.SiLU())
+            m = fourier_features
+            if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+                raise ValueError(f"fourier_features must be an int >= 0, got {m!r}")
+            # A fixed frequency matrix, drawn from its own generator (no global RNG).
+            g = torch.Generator().manual_seed(0)
+            self.register_buffer("frequencies",
+                                 fourier_scale * torch.randn(m, copies * d, generator=g),
+                                 persistent=False)
+            layers = [nn.Linear(copies * d + 2 * m + 2 * emb_dim, width), nn.SiLU()]
+            for _ in range(check_positive_int("depth", depth) - 1):
+                layers += [nn.Linear(width, width), nn.SiLU()]
+            self.net = nn.Sequential(*layers)
             self.out = nn.Linear(width, outputs * d)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -144,7 +164,9 @@ class ControlHead(nn.Module):
             out = self.out(nn.functional.silu(self.mid(h)))
             parts = out.chunk(2, dim=1) if self.variance else (out,)
         else:
-            out = self.out(self.net(torch.cat([x.flatten(1), emb], dim=1)))
+            flat = x.flatten(1)
+            proj = flat @ self.frequencies.T
+            out = self.out(self.net(torch.cat([flat, proj.cos(), proj.sin(), emb], dim=1)))
             parts = out.chunk(2, dim=1) if self.variance else (out,)
             parts = tuple(p.reshape(x.shape[0], *self.data_shape) for p in parts)
         a = _bounded(parts[0], self.max_control)
