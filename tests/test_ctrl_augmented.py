@@ -186,7 +186,7 @@ def test_reward_gradient_flows_through_the_frozen_pretrained_steps(toy):
 
 
 def test_fourier_features_of_the_flat_head(toy):
-    """The fixed frequencies B are the same in every head (own generator, no global RNG), are
+    """The fixed frequencies B are the same in every head (drawn from their own generator), are
     not stored in checkpoints, and ``fourier_features=0`` is the raw-x head."""
     from ctrl_teach.ctrl.augmented import ControlHead
     net, sampler = toy
