@@ -57,8 +57,9 @@ def test_toy_matches_exact_target(trained, c, y):
         # with Fourier features; grid 0.023 / 0.033 and 0.022 / 0.023).
         # Where it sat with the plain head (policy_step_gaps, variance-aware, y = 0, after
         # these 400 iterations; 24 states, 48 rollouts): 0.088 in total, < 0.002 per step
-        # in steps 0-3 and 16-18, 0.005-0.013 per step in steps 6-15 (sigma 0.2-0.5), where the policy's KL to the
-        # optimal step is as large as the KL it pays to the pre-trained one.
+        # in steps 0-3 and 16-18, 0.005-0.013 per step in steps 6-15 (sigma 0.2-0.5), where
+        # the policy's KL to the optimal step is as large as the KL it pays to the pre-trained
+        # one.
         # With 50 steps the gap closes (test_ring_reaches_the_optimum_with_finer_steps).
         assert gap < 0.15 + 2 * se
         assert ed < 0.1 * ed_nothing
