@@ -1,6 +1,8 @@
 """Re-execute chapter notebooks, keep only the checked outputs, record the measured runtime.
 
     python tools/refresh_notebooks.py notebooks/01_diffusion.ipynb [...]   (or: make notebooks)
+    python tools/refresh_notebooks.py --full-copy DIR notebooks/...  (also keep every output,
+        as DIR/<name>.ipynb, to read the cells whose outputs are dropped)
 
 nbval (``make test``) compares the outputs of cells tagged ``nbval-check-output`` with the
 outputs stored in the notebook, so those must be committed. Every other output (figures
@@ -32,7 +34,7 @@ from ctrl_teach.profiles import default_device  # noqa: E402
 CHECK_TAG = "nbval-check-output"
 
 
-def refresh(path: str) -> None:
+def refresh(path: str, full_copy: str | None = None) -> None:
     nb = nbformat.read(path, as_version=4)
     profile = os.environ.setdefault("CTRL_TEACH_PROFILE", "quick")
     os.environ.setdefault("CTRL_TEACH_PROGRESS", "0")   # no progress bars in stored outputs
@@ -40,6 +42,9 @@ def refresh(path: str) -> None:
     NotebookClient(nb, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path) or "."}}).execute()
     seconds = time.perf_counter() - start
+    if full_copy:
+        os.makedirs(full_copy, exist_ok=True)
+        nbformat.write(nb, os.path.join(full_copy, Path(path).name))
     record_runtime(Path(path).stem, seconds, profile, str(default_device()),
                    datetime.date.today().isoformat(), load=os.getloadavg()[0])
     if profile == "quick":
@@ -51,5 +56,11 @@ def refresh(path: str) -> None:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:] or sys.exit(__doc__):
-        refresh(arg)
+    args = sys.argv[1:] or sys.exit(__doc__)
+    copy_dir = None
+    if args[0] == "--full-copy":
+        if len(args) < 3:
+            sys.exit("--full-copy needs a directory and at least one notebook\n" + __doc__)
+        copy_dir, args = args[1], args[2:]
+    for arg in args:
+        refresh(arg, copy_dir)
