@@ -29,7 +29,7 @@ import torch
 from ctrl_teach.ctrl import ProbitClassifier, gaussian_class_floor
 from ctrl_teach.data import load_toy
 from ctrl_teach.diffusion import DiffusionSampler, ExactMixtureDenoiser
-from ctrl_teach.pretrained import load_pretrained
+from ctrl_teach.pretrained import atomic_write_bytes, load_pretrained
 
 SETTINGS = {"quick": dict(num_states=8, num_rollouts=64, num_paths=10000),
             "full": dict(num_states=16, num_rollouts=128, num_paths=40000)}
@@ -64,7 +64,6 @@ def main(argv=None) -> dict:
     settings = SETTINGS[args.profile]
     out = dict(profile=args.profile, threads=torch.get_num_threads(), settings=settings,
                rows=[])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     print(f"{'toy':5s} {'y':>2s} {'K':>3s} {'initial':>8s} {'mean-only':>15s} "
           f"{'diagonal':>15s} {'full':>15s} {'s':>6s}")
     for c, name in enumerate(toy.condition_names):
@@ -86,8 +85,7 @@ def main(argv=None) -> dict:
                                         initial=f.initial, mean_only=f.mean_only,
                                         diagonal=f.diagonal, full=f.full, se=f.se,
                                         alpha_log_z=f.alpha_log_z, per_step=f.per_step))
-                with open(args.out, "w") as fh:
-                    json.dump(out, fh, indent=1)
+                atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     print(f"wrote {args.out}")
     return out
 

@@ -28,6 +28,7 @@ from class_floor_benchmark import exact_toy_problem  # benchmarks/ is on sys.pat
 
 from ctrl_teach.ctrl import HeadAugmentedModel, evaluate_against_target, finetune, policy_step_gaps
 from ctrl_teach.diffusion import DiffusionSampler
+from ctrl_teach.pretrained import atomic_write_bytes
 from ctrl_teach.profiles import seeded_init
 
 SETTINGS = {"quick": dict(num_states=8, num_rollouts=64),
@@ -46,7 +47,6 @@ def main(argv=None) -> dict:
     settings = SETTINGS[args.profile]
     out = dict(profile=args.profile, threads=torch.get_num_threads(), settings=settings,
                rows=[])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     print(f"{'toy':5s} {'K':>3s} {'policy':9s} {'y':>2s} {'certificate':>15s} "
           f"{'split':>15s} {'early':>7s} {'middle':>7s} {'late':>7s} {'eval s':>6s}")
     for K in args.steps:
@@ -78,8 +78,7 @@ def main(argv=None) -> dict:
                                             total_se=s.se, initial=s.initial, thirds=thirds,
                                             per_step=s.per_step, seconds=seconds,
                                             train_seconds=train_seconds))
-                    with open(args.out, "w") as fh:
-                        json.dump(out, fh, indent=1)
+                    atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     print(f"wrote {args.out}")
     return out
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import torch
@@ -42,7 +41,7 @@ from ctrl_teach.ctrl import (
 )
 from ctrl_teach.diffusion import DiffusionSampler
 from ctrl_teach.experiments.stress import make_stress_problem, stress_family
-from ctrl_teach.pretrained import load_digit_oracle, load_pretrained
+from ctrl_teach.pretrained import atomic_write_bytes, load_digit_oracle, load_pretrained
 from ctrl_teach.profiles import make_generator, seeded_init
 
 MODES = {"full": lambda K: dict(gradient="full"),
@@ -106,7 +105,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="_build/benchmarks/gradient.json")
     args = parser.parse_args(argv)
     out = dict(threads=torch.get_num_threads(), iterations=args.iterations, results={})
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     print(f"{'problem':8s} {'mode':12s} {'s/it':>6s}  result ({args.iterations} iterations)")
     for name in args.only:
         for mode in args.modes:
@@ -119,9 +117,7 @@ def main(argv=None) -> dict:
             out["results"][f"{name}/{mode}"] = row
             print(f"{name:8s} {mode:12s} {row['seconds_per_iteration']:6.3f}  {summary}",
                   flush=True)
-            with open(args.out + ".tmp", "w") as f:
-                json.dump(out, f, indent=1)
-            os.replace(args.out + ".tmp", args.out)
+            atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     print(f"wrote {args.out}")
     return out
 

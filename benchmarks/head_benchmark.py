@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import torch
 from class_floor_benchmark import exact_toy_problem  # benchmarks/ is on sys.path when run
 
 from ctrl_teach.ctrl import HeadAugmentedModel, evaluate_against_target, finetune
 from ctrl_teach.diffusion import DiffusionSampler
+from ctrl_teach.pretrained import atomic_write_bytes
 from ctrl_teach.profiles import seeded_init
 
 HEADS = {"plain": dict(fourier_features=0), "fourier": {}}
@@ -41,7 +41,6 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     toy, schedule, network, reward = exact_toy_problem()
     out = dict(threads=torch.get_num_threads(), iterations=args.iterations, rows=[])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     names = [f"{n} y{y}" for n in toy.condition_names for y in (0, 1)]
     print(f"{'K':>3s} {'policy':9s} {'head':8s} {'seed':>4s} {'s/it':>6s} "
           + " ".join(f"{n:>15s}" for n in names))
@@ -69,8 +68,7 @@ def main(argv=None) -> dict:
                           flush=True)
                     out["rows"].append(dict(K=K, policy=policy, head=head, seed=seed,
                                             seconds_per_iteration=per_it, pairs=pairs))
-                    with open(args.out, "w") as fh:
-                        json.dump(out, fh, indent=1)
+                    atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     print(f"wrote {args.out}")
     return out
 

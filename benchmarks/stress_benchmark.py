@@ -34,6 +34,7 @@ from ctrl_teach.experiments.stress import (
     run_stress_problem,
     stress_family,
 )
+from ctrl_teach.pretrained import atomic_write_bytes
 
 
 def main(argv=None) -> dict:
@@ -50,7 +51,6 @@ def main(argv=None) -> dict:
     specs = stress_family(args.profile)[args.start: args.limit]
     out = dict(profile=args.profile, threads=torch.get_num_threads(), criteria=PASS_CRITERIA,
                results=[], summary={})
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     print(f"{'problem':44s} {'setting':8s} {'its':>5s} {'s':>6s} {'pass':>5s} "
           f"{'max gap':>8s} {'max |dconf|':>11s}")
     for spec in specs:
@@ -71,9 +71,7 @@ def main(argv=None) -> dict:
                          for p in res["pairs"] if p["passed"] is not None]
                 if pairs:
                     out["summary"][s] = sum(p["passed"] for p in pairs) / len(pairs)
-            with open(args.out + ".tmp", "w") as f:
-                json.dump(out, f, indent=1)
-            os.replace(args.out + ".tmp", args.out)
+            atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
     for s, rate in out["summary"].items():
         print(f"pass rate ({s}): {rate:.2f} of the (c, y) pairs")
     print(f"wrote {args.out}")

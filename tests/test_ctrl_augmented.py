@@ -199,5 +199,7 @@ def test_fourier_features_of_the_flat_head(toy):
         ControlHead((2,), 1000, 2, 2, fourier_features=-1)
     with pytest.raises(ValueError, match="depth"):
         ControlHead((2,), 1000, 2, 2, depth=0)
+    with pytest.raises(ValueError, match="fourier_scale"):
+        ControlHead((2,), 1000, 2, 2, fourier_scale=0.0)
     aug = HeadAugmentedModel(net, sampler, 2, fourier_features=0)
     assert aug.head.net[0].in_features == 2 + 2 * 32

@@ -18,6 +18,7 @@ Only a quick-profile run rewrites the notebook: the stored outputs nbval checks 
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import sys
@@ -56,11 +57,10 @@ def refresh(path: str, full_copy: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:] or sys.exit(__doc__)
-    copy_dir = None
-    if args[0] == "--full-copy":
-        if len(args) < 3:
-            sys.exit("--full-copy needs a directory and at least one notebook\n" + __doc__)
-        copy_dir, args = args[1], args[2:]
-    for arg in args:
-        refresh(arg, copy_dir)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", help="chapter notebooks to re-execute")
+    parser.add_argument("--full-copy", metavar="DIR", default=None,
+                        help="also write each executed notebook, every output kept, to DIR")
+    args = parser.parse_args()
+    for arg in args.notebooks:
+        refresh(arg, args.full_copy)

@@ -26,7 +26,12 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_eps_network, check_labels, check_positive_int
+from .._checks import (
+    check_eps_network,
+    check_labels,
+    check_positive_float,
+    check_positive_int,
+)
 from ..diffusion import DiffusionSampler, GaussianStep, time_embedding
 
 __all__ = ["ControlHead", "AugmentedModel", "HeadAugmentedModel", "LoRALinear", "LoRAConv2d",
@@ -145,7 +150,8 @@ class ControlHead(nn.Module):
             # A fixed frequency matrix, drawn from its own generator (no global RNG).
             g = torch.Generator().manual_seed(0)
             self.register_buffer("frequencies",
-                                 fourier_scale * torch.randn(m, copies * d, generator=g),
+                                 check_positive_float("fourier_scale", fourier_scale)
+                                 * torch.randn(m, copies * d, generator=g),
                                  persistent=False)
             layers = [nn.Linear(copies * d + 2 * m + 2 * emb_dim, width), nn.SiLU()]
             for _ in range(check_positive_int("depth", depth) - 1):
