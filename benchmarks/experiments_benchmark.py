@@ -44,6 +44,7 @@ from ctrl_teach.experiments import (
     validate_results,
 )
 from ctrl_teach.experiments.config import scaled_config, toy_only
+from ctrl_teach.pretrained import atomic_write_bytes
 
 
 def _clean(obj):
@@ -73,6 +74,9 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every training budget (*_iterations) of the profile "
                              "by this factor (default 1)")
+    parser.add_argument("--ctrl-scale", type=float, default=1.0,
+                        help="multiply CTRL's fine-tuning budgets (ctrl_iterations) by this "
+                             "further factor (default 1)")
     parser.add_argument("--toy-only", action="store_true",
                         help="skip the digits runs (a CPU-sized run of the full profile)")
     args = parser.parse_args(argv)
@@ -81,8 +85,8 @@ def main(argv=None):
     if device == "cpu":
         torch.set_num_threads(1)
     config = experiment_config(profile)
-    if args.scale != 1.0:
-        config = scaled_config(config, args.scale)
+    if args.scale != 1.0 or args.ctrl_scale != 1.0:
+        config = scaled_config(config, args.scale, ctrl_scale=args.ctrl_scale)
     if args.toy_only:
         config = toy_only(config)
     start = time.perf_counter()
@@ -91,7 +95,7 @@ def main(argv=None):
                       seed=args.seed)
     results.update(command="python benchmarks/experiments_benchmark.py "
                            + " ".join(sys.argv[1:] if argv is None else argv),
-                   scale=args.scale, toy_only=args.toy_only,
+                   scale=args.scale, ctrl_scale=args.ctrl_scale, toy_only=args.toy_only,
                    loadavg_before=load_before,
                    loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None)
     validate_results(results)
@@ -103,8 +107,7 @@ def main(argv=None):
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings"].items())
     print(f"total {time.perf_counter() - start:.0f} s ({timings}) on {device}, "
           f"profile {profile}")
-    with open(args.out, "w") as fh:
-        json.dump(_clean(results), fh, indent=1)
+    atomic_write_bytes(args.out, json.dumps(_clean(results), indent=1).encode())
     print(f"wrote {args.out}")
     if args.figures:
         import matplotlib

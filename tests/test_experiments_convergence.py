@@ -102,6 +102,12 @@ def test_scaled_and_toy_only_config():
     assert full["sampling_cost"]["problems"] == ["toy", "digits"]     # copy, not changed
     with pytest.raises(ValueError, match="scale"):
         scaled_config(full, 0)
+    both = scaled_config(full, 2, ctrl_scale=3)
+    assert both["toy"]["ctrl_iterations"] == 6 * full["toy"]["ctrl_iterations"]
+    assert both["strength"]["ctrl_iterations"] == 6 * full["strength"]["ctrl_iterations"]
+    assert both["toy"]["cfg_iterations"] == 2 * full["toy"]["cfg_iterations"]
+    with pytest.raises(ValueError, match="ctrl_scale"):
+        scaled_config(full, 1, ctrl_scale=-1)
 
 
 def test_stored_long_run():

@@ -115,7 +115,7 @@ def reduced_config() -> dict:
     return cfg
 
 
-def scaled_config(config: dict, scale: float) -> dict:
+def scaled_config(config: dict, scale: float, ctrl_scale: float = 1.0) -> dict:
     """A copy of ``config`` with every training budget multiplied by ``scale``.
 
     Scales the ``*_iterations`` of ``toy`` and ``digits`` and the strength sweep's
@@ -125,22 +125,24 @@ def scaled_config(config: dict, scale: float) -> dict:
     Args:
         config: from :func:`experiment_config` or :func:`reduced_config`.
         scale: a positive factor.
+        ctrl_scale: a further positive factor for CTRL's fine-tuning budgets only
+            (``ctrl_iterations`` of ``toy``, ``digits`` and the strength sweep), for a run
+            whose baselines have flattened but whose CTRL curve still rises.
 
     Returns:
         The scaled copy (``config`` is not changed).
 
     Introduced in: Chapter 8 (Experiments and error analysis).
     """
-    if not scale > 0:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    for name, value in (("scale", scale), ("ctrl_scale", ctrl_scale)):
+        if not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
     cfg = copy.deepcopy(config)
-    for part in ("toy", "digits"):
+    for part in ("toy", "digits", "strength"):
         for key in cfg[part]:
             if key.endswith("_iterations"):
-                cfg[part][key] = max(1, round(cfg[part][key] * scale))
-    if "ctrl_iterations" in cfg["strength"]:
-        cfg["strength"]["ctrl_iterations"] = max(
-            1, round(cfg["strength"]["ctrl_iterations"] * scale))
+                factor = scale * (ctrl_scale if key == "ctrl_iterations" else 1.0)
+                cfg[part][key] = max(1, round(cfg[part][key] * factor))
     return cfg
 
 
