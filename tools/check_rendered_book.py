@@ -41,6 +41,11 @@ statically. A defect of any class fails the page:
                       The threshold 8.3 px is 60 % of the 13.9 px such text has at 100 dpi and
                       full size, about half the 16 px body text; below it axis labels and tick
                       numbers are hard to read (the issue measured about 6 px at 43-49 %).
+``dead_link``         an API role (``{func}``, ``{class}``, ... rendered as ``code.xref``) that
+                      is plain code instead of a link to the API page, i.e. Sphinx found no
+                      entry for it (book/_ext/api_links.py also warns at build time). The API
+                      page itself is not checked: its signatures name types such as
+                      ``torch.Tensor`` that have no entry on purpose.
 ``scaffolding``       test machinery visible to the reader: ``NBVAL_`` in code cells, or an
                       output line that is nothing but ``True`` or ``False``.
 ``error``             the page is missing, the measuring script did not finish, the screenshot
@@ -85,10 +90,11 @@ MATHJAX_TIMEOUT_MS = 45000
 MAX_EXAMPLES = 3
 
 KINDS = ["progress", "pipe_table", "raw_tex", "mathjax_error", "clipped_equation", "wide_code",
-         "wide_output", "missing_image", "tiny_figure", "scaffolding", "error"]
+         "wide_output", "missing_image", "tiny_figure", "dead_link", "scaffolding", "error"]
 SHORT = {"progress": "progr", "pipe_table": "pipe", "raw_tex": "tex", "mathjax_error": "mjerr",
          "clipped_equation": "eqclip", "wide_code": "codecut", "wide_output": "outcut",
-         "missing_image": "noimg", "tiny_figure": "tiny", "scaffolding": "scaff",
+         "missing_image": "noimg", "tiny_figure": "tiny", "dead_link": "nolink",
+         "scaffolding": "scaff",
          "error": "error"}
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -340,6 +346,14 @@ def check_scaffolding(root: Tag, res: PageResult) -> None:
                 res.add("scaffolding", f"{where} \"{bare[0]}\"", count=len(bare))
 
 
+def check_links(root: Tag, res: PageResult) -> None:
+    if res.page.html.name == "api.html":
+        return
+    for code in root.select("code.xref"):
+        if code.find_parent("a") is None:
+            res.add("dead_link", f"API role without a link: \"{code.get_text()}\"")
+
+
 def article_of(soup: BeautifulSoup) -> Tag:
     return (soup.select_one("article.bd-article") or soup.find("article") or soup.body
             or soup)
@@ -347,12 +361,13 @@ def article_of(soup: BeautifulSoup) -> Tag:
 
 def static_checks(html: str, res: PageResult, typeset: bool | None = None) -> None:
     """Checks that need no layout: progress spam, pipe tables, raw TeX, MathJax errors,
-    scaffolding. ``typeset``: ``None`` for the HTML as built (``.math`` elements are TeX
-    sources MathJax will typeset), ``True`` for a DOM after MathJax ran (a ``.math`` without
-    ``mjx-container`` stayed TeX), ``False`` when MathJax did not load."""
+    dead API links, scaffolding. ``typeset``: ``None`` for the HTML as built (``.math``
+    elements are TeX sources MathJax will typeset), ``True`` for a DOM after MathJax ran (a
+    ``.math`` without ``mjx-container`` stayed TeX), ``False`` when MathJax did not load."""
     root = article_of(BeautifulSoup(html, "html.parser"))
     check_progress(root, res)
     check_scaffolding(root, res)
+    check_links(root, res)
     check_math(root, res, typeset)
     if typeset is None and res.page.chapter and not root.select("img[src]"):
         res.add("missing_image", "chapter without a figure")
