@@ -62,7 +62,7 @@ class ModeLabelReward(nn.Module):
         mixtures: one :class:`~ctrl_teach.data.toys.GaussianMixture` per condition.
         tables: ``(C, M, L)`` probabilities ``q_c(y | m)``, rows summing to 1.
 
-    Introduced in: Chapter 5 (CTRL on 2-D data).
+    Introduced in: Chapter 9 (Beyond CTRL).
     """
 
     def __init__(self, mixtures, tables: torch.Tensor):
@@ -101,7 +101,7 @@ class StressProblem:
         alpha: the KL weight.
         pairs: the ``(c, y)`` pairs evaluated.
 
-    Introduced in: Chapter 5 (CTRL on 2-D data).
+    Introduced in: Chapter 9 (Beyond CTRL).
     """
 
     name: str
@@ -154,7 +154,7 @@ def make_stress_problem(seed: int, *, shape: str = "tight6", num_labels: int = 3
     Returns:
         A :class:`StressProblem`.
 
-    Introduced in: Chapter 5 (CTRL on 2-D data).
+    Introduced in: Chapter 9 (Beyond CTRL).
     """
     check_choice("shape", shape, SHAPES)
     num_labels = check_positive_int("num_labels", num_labels)
@@ -197,7 +197,7 @@ def stress_family(profile: str = "quick") -> list[dict]:
     Returns:
         A list of keyword dicts for :func:`make_stress_problem`.
 
-    Introduced in: Chapter 5 (CTRL on 2-D data).
+    Introduced in: Chapter 9 (Beyond CTRL).
     """
     check_choice("profile", profile, ("quick", "full"))
     if profile == "quick":
@@ -246,7 +246,7 @@ def run_stress_problem(problem: StressProblem, *, setting: str = "default", seed
         fine-tuned on, true_confidence under the known rule, passed); a pair whose label is
         too rare for a rejection reference has ``passed=None`` and the ``error``.
 
-    Introduced in: Chapter 5 (CTRL on 2-D data).
+    Introduced in: Chapter 9 (Beyond CTRL).
     """
     check_choice("setting", setting, SETTINGS)
     kwargs = SETTINGS[setting](problem.sampler.num_steps)
