@@ -16,9 +16,10 @@ benchmarks/SCHEMA.md). ``--profile quick`` fits a 2-core CPU in about ten minute
 ``ctrl_teach/book_data/experiments_full_cpu.json``, was made with
 
     OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py --profile full --scale 4 \
-        --toy-only --out ctrl_teach/book_data/experiments_full_cpu.json
+        --ctrl-scale 2 --toy-only --out ctrl_teach/book_data/experiments_full_cpu.json
 
-(one CPU thread, about 40 minutes).
+(one CPU thread, 91 minutes beside another single-threaded job). ``--ctrl-scale G``
+multiplies CTRL's fine-tuning budgets by a further ``G``.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/experiments_benchmark.py [--profile quick|full]
        [--only sample_efficiency strength ...] [--scale F] [--toy-only] [--out FILE]

@@ -117,8 +117,9 @@ def test_stored_long_run():
                 "command", "scale", "convergence"):
         assert key in stored, key
     assert stored["device"] == "cpu" and stored["torch_threads"] == 1
+    factor = stored["scale"] * stored.get("ctrl_scale", 1.0)
     assert stored["config"]["toy"]["ctrl_iterations"] == round(
-        stored["scale"] * experiment_config(stored["profile"])["toy"]["ctrl_iterations"])
+        factor * experiment_config(stored["profile"])["toy"]["ctrl_iterations"])
     claims = headline_claims(stored)
     assert len(claims) == 9 and all(c["ok"] is not None for c in claims)
     assert budget_summary(stored).startswith("CTRL ")
