@@ -6,7 +6,8 @@ The soft-optimal path measure is the pre-trained one reweighted at its end,
 Relative trajectory balance asks a policy ``pi`` and a learned scalar ``log Z_theta(c, y)`` to
 satisfy that identity on every trajectory, and penalises the residual::
 
-    delta(tau) = log Z_theta + sum_i log pi_i(x_{i+1} | x_i) - sum_i log p_pre_i(x_{i+1} | x_i)
+    delta(tau) = log Z_theta + sum_i log pi_i(x_{i+1} | x_i)
+                 - sum_i log p_pre_i(x_{i+1} | x_i)
                  [+ log nu_theta(x_T) - log N(x_T; 0, I)] - gamma log p(y | x_0, c) / alpha,
     L = E_{tau ~ behaviour}[ delta(tau)^2 ].
 
