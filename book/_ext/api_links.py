@@ -3,7 +3,7 @@
 The chapters name library objects the way a user imports them, e.g.
 ``{class}`~ctrl_teach.ctrl.RewardFit``` or ``{func}`~ctrl_teach.diffusion.time_embedding```,
 while ``book/api.md`` documents each object once, in the module that defines it
-(``ctrl_teach.ctrl.rewards.RewardFit``). Sphinx would render such a role as plain code with no
+(``ctrl_teach.ctrl.calibration.RewardFit``). Sphinx would render such a role as plain code with no
 link. Before Sphinx resolves references, this extension rewrites every ``ctrl_teach.*`` target to
 the documented name of its object: it imports the object, reads its defining module and
 qualified name, and keeps any tail it cannot import (a dataclass field). So a re-exported name
@@ -23,6 +23,7 @@ from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
+
 
 def _lookup(target: str):
     """(object, tail it could not reach) that ``target`` names.
@@ -53,7 +54,7 @@ def _lookup(target: str):
 def canonical_name(target: str) -> str | None:
     """The documented name of the object ``target`` names, or None if it names nothing.
 
-    ``ctrl_teach.ctrl.RewardFit`` -> ``ctrl_teach.ctrl.rewards.RewardFit``; a method or a
+    ``ctrl_teach.ctrl.RewardFit`` -> ``ctrl_teach.ctrl.calibration.RewardFit``; a method or a
     dataclass field keeps its tail (``...CertificateMonitor.stopping_rule``).
     """
     obj, tail = _lookup(target)
