@@ -7,7 +7,9 @@ floor (only the initial-law term, ~0 here). In 2-D with the same reward on the f
 the second coordinate is untouched: the same closed form, and no floor for the diagonal or full
 class. The ring's floors (no closed form) are measured by benchmarks/class_floor_benchmark.py.
 A fine-tuned mean-only policy on the same problem sits on that floor, and ``policy_step_gaps``
-splits its certificate gap into the same per-step terms.
+splits its certificate gap into the same per-step terms. The greedy policy of each class
+(``greedy_policy_gap``: the fitted step at every state, scored by its certificate) attains
+its floor.
 """
 
 import pytest
@@ -21,6 +23,7 @@ from ctrl_teach.ctrl import (
     gaussian_class_floor,
     gaussian_log_evidence,
     gaussian_step_floor,
+    greedy_policy_gap,
     policy_step_gaps,
     rollout,
 )
@@ -70,6 +73,10 @@ def test_bad_inputs_name_the_argument():
                                       NoiseSchedule.cosine(50))
     with pytest.raises(ValueError, match="1-D or 2-D points"):
         gaussian_class_floor(image_like, sampler, reward, y=0)
+    with pytest.raises(ValueError, match="kind must be 'mean_only' or 'diagonal'"):
+        greedy_policy_gap(net, sampler, reward, y=0, kind="full")
+    with pytest.raises(ValueError, match="num_chains"):
+        greedy_policy_gap(net, sampler, reward, y=0, num_chains=0)
 
 
 def test_policy_step_gaps_split_the_certificate_of_a_fine_tuned_policy():
@@ -102,3 +109,15 @@ def test_policy_step_gaps_refuse_a_learned_start():
         policy_step_gaps(aug, reward, y=0)
     with pytest.raises(ValueError, match="augmented must be an AugmentedModel"):
         policy_step_gaps(net, reward, y=0)
+
+
+@pytest.mark.parametrize("kind", ["mean_only", "diagonal"])
+def test_the_greedy_policy_attains_its_class_floor(kind):
+    net, sampler, reward, exact = _problem(1)
+    r = greedy_policy_gap(net, sampler, reward, y=0, kind=kind, num_chains=512, num_rollouts=64,
+                          num_paths=50000, fit_iterations=150,
+                          generator=torch.Generator().manual_seed(0))
+    floor = exact.mean_only if kind == "mean_only" else 0.0
+    print(f"{kind}: greedy gap {r['gap']:.4f} +- {r['gap_se']:.4f} (closed-form floor "
+          f"{floor:.4f}); fitted steps' floor along the chains {r['floor']:.4f}")
+    assert abs(r["gap"] - floor) < 0.01 + 2 * r["gap_se"]

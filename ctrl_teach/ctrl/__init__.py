@@ -28,6 +28,7 @@ from .class_floor import (
     GaussianClassFloor,
     PolicyStepGaps,
     gaussian_class_floor,
+    greedy_policy_gap,
     policy_step_gaps,
 )
 from .convergence import Certificate, CertificateMonitor, CertificateWarning
@@ -74,6 +75,7 @@ __all__ = [
     # what a Gaussian step can represent (Chapter 4)
     "GaussianStepFloor", "gaussian_optimal_step", "gaussian_step_floor",
     "GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps",
+    "greedy_policy_gap",
     # digits (Chapter 7) and the workflow (Chapter 5)
     "DigitReward", "digit_sampler", "evaluate_digits", "fit_digit_reward",
     "ConditionedModel", "pretrain_on_points", "fit_classifier", "condition_pretrained",

@@ -46,7 +46,8 @@ from ..profiles import gaussian_noise
 from ..target import reward_log_prob
 from .augmented import AugmentedModel, control_kl
 
-__all__ = ["GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps"]
+__all__ = ["GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps",
+           "greedy_policy_gap"]
 
 CLASSES = ("mean_only", "diagonal", "full")
 _GRID_HALFWIDTH, _GRID_POINTS = 4.0, 17          # z grid per coordinate: ±4 in steps of 0.5
@@ -102,10 +103,13 @@ def _kl_to_tilted(log_h: torch.Tensor, z: torch.Tensor, mean: torch.Tensor,
     return kl_pre - (weights * log_h).sum(1) + log_ez
 
 
-def _fit_floor(log_h: torch.Tensor, z: torch.Tensor, kind: str, iterations: int):
+def _fit_floor(log_h: torch.Tensor, z: torch.Tensor, kind: str, iterations: int,
+               return_params: bool = False):
     """``min_G KL(G || p*)`` per row over the Gaussians ``G`` of class ``kind``.
 
-    ``log_h``: ``(B, P)`` at the ``P`` grid points. Returns ``(B,)`` nats.
+    ``log_h``: ``(B, P)`` at the ``P`` grid points. Returns ``(B,)`` nats, and with
+    ``return_params`` also the fitted ``mean`` and ``log_s`` (``(B, d)`` each; not for
+    ``full``).
     """
     B, d = log_h.shape[0], z.shape[1]
     mean = torch.zeros(B, d, requires_grad=True)
@@ -125,7 +129,10 @@ def _fit_floor(log_h: torch.Tensor, z: torch.Tensor, kind: str, iterations: int)
         objective().sum().backward()
         opt.step()
     with torch.no_grad():
-        return objective()
+        kl = objective()
+        if not return_params:
+            return kl
+        return kl, mean.detach(), log_s.clamp(*_LOG_SCALE_RANGE).detach()
 
 
 def _point_dim(name: str, network) -> int:
@@ -135,6 +142,18 @@ def _point_dim(name: str, network) -> int:
         raise ValueError(f"{name} must model 1-D or 2-D points (data_shape (1,) or (2,)), "
                          f"got data_shape {shape}")
     return shape[0]
+
+
+def _checked_args(network, sampler, c, y, alpha, gamma, **counts):
+    """The checks shared by :func:`gaussian_class_floor` and :func:`greedy_policy_gap`:
+    ``(d, c, y, alpha, gamma, *counts)`` with each count a positive int named by its key."""
+    if not isinstance(sampler, DiffusionSampler):
+        raise ValueError(f"sampler must be a DiffusionSampler, got {type(sampler).__name__}")
+    d = _point_dim("network", network)
+    c = None if c is None else check_nonnegative_int("c", c)
+    return (d, c, check_nonnegative_int("y", y), check_positive_float("alpha", alpha),
+            check_positive_float("gamma", gamma),
+            *(check_positive_int(name, value) for name, value in counts.items()))
 
 
 def _initial_term(network, sampler, reward_model, cond, y, alpha, ratio, n, d, fresh_noise,
@@ -199,17 +218,9 @@ def gaussian_class_floor(network, sampler: DiffusionSampler, reward_model, *, c=
 
     Introduced in: Chapter 4 (The soft-optimal policy).
     """
-    if not isinstance(sampler, DiffusionSampler):
-        raise ValueError(f"sampler must be a DiffusionSampler, got {type(sampler).__name__}")
-    d = _point_dim("network", network)
-    if c is not None:
-        c = check_nonnegative_int("c", c)
-    y = check_nonnegative_int("y", y)
-    alpha, gamma = check_positive_float("alpha", alpha), check_positive_float("gamma", gamma)
-    M, R = check_positive_int("num_states", num_states), check_positive_int(
-        "num_rollouts", num_rollouts)
-    num_paths = check_positive_int("num_paths", num_paths)
-    fit_iterations = check_positive_int("fit_iterations", fit_iterations)
+    d, c, y, alpha, gamma, M, R, num_paths, fit_iterations = _checked_args(
+        network, sampler, c, y, alpha, gamma, num_states=num_states, num_rollouts=num_rollouts,
+        num_paths=num_paths, fit_iterations=fit_iterations)
     K, ratio = sampler.num_steps, gamma / alpha
     z = _grid(d)
     with torch.no_grad():
@@ -350,3 +361,76 @@ def policy_step_gaps(augmented, reward_model, *, c=None, y: int, alpha: float = 
                             max(M * 64, 1024), d, fresh_noise, generator)
     return PolicyStepGaps(per_step, initial, initial + sum(r["gap"] for r in per_step),
                           math.sqrt(var))
+
+
+def greedy_policy_gap(network, sampler: DiffusionSampler, reward_model, *, c=None, y: int,
+                      alpha: float = 1.0, gamma: float = 1.0, kind: str = "diagonal",
+                      num_chains: int = 256, num_rollouts: int = 64, num_paths: int = 200000,
+                      fit_iterations: int = 200,
+                      generator: torch.Generator | None = None) -> dict:
+    """The certificate gap of the greedy Gaussian policy: the class floor, attained.
+
+    Runs ``num_chains`` chains in which every noisy step is the Gaussian of class ``kind``
+    (``mean_only`` or ``diagonal``) fitted to the soft-optimal step ``p*_k(. | x)`` at the
+    chain's own state (the grid estimator of :func:`gaussian_class_floor`), then scores them
+    with the pathwise log-ratio, ``J = E[gamma log p(y | x_0) - alpha sum_k log(pi_k /
+    p_pre,k)(x_{k+1} | x_k)]``, unbiased like the closed-form KL and of small variance near
+    the optimum (it is the constant ``alpha log Z`` for the soft-optimal policy). It is an
+    explicit policy of the class, so ``alpha log Z - J`` (up to its standard error) bounds
+    what the class can reach: a fine-tuned gap far above it is optimisation, not the class.
+    Slow (``num_chains x 17^d x num_rollouts`` continuations per step); 1-D or 2-D data.
+
+    Args:
+        network, sampler, reward_model, c, y, alpha, gamma: as :func:`gaussian_class_floor`.
+        kind: ``"mean_only"`` or ``"diagonal"``.
+        num_chains: chains of the greedy policy.
+        num_rollouts: pre-trained continuations per grid point for ``h``.
+        num_paths: pre-trained paths for ``alpha log Z``.
+        fit_iterations: Adam steps of each fit.
+        generator: a ``torch.Generator`` for every draw.
+
+    Returns:
+        A dict: ``gap``, ``gap_se``, ``alpha_log_z``, ``J``, ``kl`` (the policy's mean path
+        KL, closed form) and ``floor`` (the fitted steps' ``alpha KL(pi_k || p*_k)`` summed
+        along the chains).
+
+    Introduced in: Chapter 4 (The soft-optimal policy).
+    """
+    if kind not in ("mean_only", "diagonal"):
+        raise ValueError(f"kind must be 'mean_only' or 'diagonal', got {kind!r}")
+    d, c, y, alpha, gamma, M, R, num_paths, fit_iterations = _checked_args(
+        network, sampler, c, y, alpha, gamma, num_chains=num_chains, num_rollouts=num_rollouts,
+        num_paths=num_paths, fit_iterations=fit_iterations)
+    K, ratio, z = sampler.num_steps, gamma / alpha, _grid(d)
+    with torch.no_grad():
+        cs = sampler.prepare_condition(network, c, M, "cpu")
+        cond = None if cs is None else int(cs[0])
+        x, log_ratio = gaussian_noise((M, d), generator), torch.zeros(M)
+        kl, floor = torch.zeros(M), 0.0
+        for k in range(K):
+            step = sampler.step(network, x, k, cs)
+            sigma = float(step.std)
+            if sigma == 0:          # the noise-free last step stays the pre-trained one
+                x = step.mean
+                continue
+            noise = [gaussian_noise((M, R, d), generator) for _ in range(K)]
+            log_h = _log_h(network, sampler, reward_model, step.mean[:, None] + sigma * z[None],
+                           k + 1, cond, y, ratio, noise)
+            with torch.enable_grad():
+                kl_star, m, ls = _fit_floor(log_h, z, kind, fit_iterations, return_params=True)
+            floor += alpha * float(kl_star.mean())
+            e = gaussian_noise((M, d), generator)
+            u = m + ls.exp() * e                           # x' = mean_pre + sigma u
+            log_ratio += (0.5 * u.pow(2) - 0.5 * e.pow(2) - ls).sum(1)
+            kl += control_kl(m, ls)
+            x = step.mean + sigma * u
+        ys = torch.full((M,), y, dtype=torch.long)
+        J = gamma * reward_log_prob(reward_model, x, c=cs, y=ys) - alpha * log_ratio
+        x0 = sampler.sample(network, num_paths, c=c, generator=generator)
+        cz = sampler.prepare_condition(network, c, num_paths, x0.device)
+        log_w = ratio * reward_log_prob(reward_model, x0, c=cz,
+                                        y=torch.full((num_paths,), y, dtype=torch.long))
+        alpha_log_z = alpha * float(torch.logsumexp(log_w, 0) - math.log(num_paths))
+    return dict(gap=alpha_log_z - float(J.mean()), gap_se=float(J.std() / math.sqrt(M)),
+                alpha_log_z=alpha_log_z, J=float(J.mean()), kl=alpha * float(kl.mean()),
+                floor=floor)
