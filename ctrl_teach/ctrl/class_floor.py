@@ -36,15 +36,16 @@ Only 1-D and 2-D data (the grid has ``17^d`` points).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from .._checks import check_nonnegative_int, check_positive_float, check_positive_int
 from ..diffusion import DiffusionSampler
 from ..profiles import gaussian_noise
-from ..target import reward_log_prob
+from ..target import log_partition, reward_log_prob
 from .augmented import AugmentedModel, control_kl
+from .references import certificate_gap
 
 __all__ = ["GaussianClassFloor", "gaussian_class_floor", "PolicyStepGaps", "policy_step_gaps",
            "greedy_policy_gap"]
@@ -419,18 +420,16 @@ def greedy_policy_gap(network, sampler: DiffusionSampler, reward_model, *, c=Non
             with torch.enable_grad():
                 kl_star, m, ls = _fit_floor(log_h, z, kind, fit_iterations, return_params=True)
             floor += alpha * float(kl_star.mean())
-            e = gaussian_noise((M, d), generator)
-            u = m + ls.exp() * e                           # x' = mean_pre + sigma u
-            log_ratio += (0.5 * u.pow(2) - 0.5 * e.pow(2) - ls).sum(1)
+            # the fitted step N(mean_pre + sigma m, sigma^2 diag(s^2)), drawn and scored
+            fitted = replace(step, mean=step.mean + sigma * m, log_scale=ls)
+            x = fitted.sample(generator=generator)
+            log_ratio += fitted.log_prob(x) - step.log_prob(x)
             kl += control_kl(m, ls)
-            x = step.mean + sigma * u
         ys = torch.full((M,), y, dtype=torch.long)
         J = gamma * reward_log_prob(reward_model, x, c=cs, y=ys) - alpha * log_ratio
         x0 = sampler.sample(network, num_paths, c=c, generator=generator)
-        cz = sampler.prepare_condition(network, c, num_paths, x0.device)
-        log_w = ratio * reward_log_prob(reward_model, x0, c=cz,
-                                        y=torch.full((num_paths,), y, dtype=torch.long))
-        alpha_log_z = alpha * float(torch.logsumexp(log_w, 0) - math.log(num_paths))
-    return dict(gap=alpha_log_z - float(J.mean()), gap_se=float(J.std() / math.sqrt(M)),
-                alpha_log_z=alpha_log_z, J=float(J.mean()), kl=alpha * float(kl.mean()),
-                floor=floor)
+        alpha_log_z, alpha_log_z_se = log_partition(x0, reward_model, c=c, y=y, alpha=alpha,
+                                                    gamma=gamma)
+    gap, gap_se = certificate_gap(alpha_log_z, alpha_log_z_se, J)
+    return dict(gap=gap, gap_se=gap_se, alpha_log_z=alpha_log_z, J=float(J.mean()),
+                kl=alpha * float(kl.mean()), floor=floor)
